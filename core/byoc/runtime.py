@@ -1,0 +1,219 @@
+"""The backend contract: what a backend declares, and the engine it builds.
+
+A backend is one subclass of :class:`Backend`. Class-level methods describe
+capabilities and are asked at compile time (``available``, ``supports``,
+``patterns``). An *instance* is the engine for one subgraph of one loaded module:
+the driver creates it with the subgraph's JSON graph, calls :meth:`Backend.init`
+once with the constants, then calls :meth:`Backend.run` for every inference.
+
+Contract for subclasses (the hooks):
+
+* ``init(consts)`` builds everything the engine needs (compiled kernels, packed
+  weights, scratch buffers). ``consts`` are read-only arrays, usually views of the
+  memory-mapped artifact: keep references instead of copying unless you need a
+  different layout. ``init`` runs once per subgraph per loaded module.
+* ``run(inputs)`` executes one inference. It receives a name -> array mapping
+  for the subgraph's inputs and returns one array per graph head, in order. It is
+  called from many threads at once; it must not mutate shared state without a
+  lock, and must return arrays the caller owns (never a buffer reused by the
+  next call).
+* Either hook may raise anything; the public wrappers :meth:`build` and
+  :meth:`__call__` turn exceptions into :class:`~byoc.BackendError` naming the
+  backend and symbol, and check what ``run`` returns.
+* ``export_engine``/``import_engine`` (optional) let a prebuilt engine travel in
+  the artifact so a deployment loads without building.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from .dtypes import UNKNOWN
+from .errors import BackendError, ByocError
+
+if TYPE_CHECKING:
+    from .graph import Graph, JSONGraphNode, TensorSpec
+
+
+@dataclass(frozen=True)
+class Support:
+    """Answer to a support query: yes, or no with the reason.
+
+    Use ``Support.yes()`` / ``Support.no("dnnl: Conv auto_pad=SAME_LOWER with
+    dilation>1 not supported")``; a refusal without a reason is a contract bug.
+    """
+
+    ok: bool
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    @staticmethod
+    def yes() -> Support:
+        """The backend runs this node."""
+        return _YES
+
+    @staticmethod
+    def no(reason: str) -> Support:
+        """The backend declines; ``reason`` says why (shown by ``--explain``)."""
+        return Support(False, reason)
+
+
+_YES = Support(True)
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """What a support query sees: the node plus the specs around it.
+
+    ``inputs[i]`` is None for an omitted optional input. ``consts`` maps an input
+    position to its value when that input is a compile-time constant (weights,
+    axes, shapes), so backends can check e.g. that a Conv weight is constant.
+    """
+
+    node: JSONGraphNode
+    inputs: tuple[TensorSpec | None, ...]
+    outputs: tuple[TensorSpec, ...]
+    consts: Mapping[int, np.ndarray] = field(default_factory=dict)
+    node_id: int = -1
+
+    @property
+    def op(self) -> str:
+        """The operator name, e.g. ``"Conv"``."""
+        return self.node.name
+
+    @property
+    def attrs(self) -> Mapping[str, Any]:
+        """The node's attributes."""
+        return self.node.attrs
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """A composite a backend runs as one kernel, e.g. Conv+Add+Relu.
+
+    ``ops`` is a chain, producer first: each op reads the previous op's output
+    (at any input position), and every intermediate output must have no other
+    reader. ``check`` may refuse a particular match (e.g. the Add operand is not
+    the right shape). The partitioner replaces a match by one kernel node named
+    ``name`` whose ``body`` attribute holds the matched nodes as a Graph.
+    """
+
+    name: str
+    ops: tuple[str, ...]
+    check: Callable[[Sequence[NodeInfo]], Support] | None = None
+
+
+class Backend:
+    """Base class of every backend; see the module docstring for the contract."""
+
+    name: ClassVar[str] = ""
+    """Backend name used in ``backends=[...]`` and symbols (``<name>_<n>``)."""
+    version: ClassVar[str] = "0"
+    """Engine-compatibility version; prebuilt engines are keyed by it."""
+    priority: ClassVar[int] = 100
+    """Default order when the user gives none: higher first; the fallback is 0."""
+    distribution: ClassVar[str] = ""
+    """Set by the registry: the package the backend came from."""
+
+    # -- capability hooks (compile time) -----------------------------------
+
+    @classmethod
+    def available(cls) -> str | None:
+        """None when usable here, else the reason (e.g. "libdnnl.so not found")."""
+        return None
+
+    @classmethod
+    def supports(cls, node: NodeInfo) -> Support:
+        """Whether this backend runs ``node``; exact, with a reason when not."""
+        return Support.no(f"{cls.name}: does not run {node.op}")
+
+    @classmethod
+    def patterns(cls) -> Sequence[Pattern]:
+        """Composite patterns, tried before single nodes, longest first."""
+        return ()
+
+    # -- engine hooks (load and run time) ----------------------------------
+
+    def __init__(self, symbol: str, graph: Graph, options: Mapping[str, Any] | None = None) -> None:
+        self.symbol = symbol
+        self.graph = graph
+        self.options: Mapping[str, Any] = dict(options or {})
+
+    def init(self, consts: Mapping[str, np.ndarray]) -> None:
+        """Build the engine for ``self.graph`` (hook; runs once)."""
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> Sequence[np.ndarray]:
+        """Run one inference (hook): one array per head of ``self.graph``."""
+        raise NotImplementedError(f"backend {self.name!r} does not implement run")
+
+    def export_engine(self) -> bytes | None:
+        """Serialized engine to store in the artifact, or None (hook)."""
+        return None
+
+    def import_engine(self, blob: bytes, consts: Mapping[str, np.ndarray]) -> None:
+        """Rebuild the engine from ``blob`` instead of ``init`` (hook).
+
+        Raise if the blob is unusable; the driver then warns and calls ``init``.
+        """
+        raise NotImplementedError
+
+    # -- public wrappers (the driver calls these) --------------------------
+
+    def build(self, consts: Mapping[str, np.ndarray]) -> None:
+        """Call ``init``, turning any failure into a BackendError."""
+        self._guard("init", self.init, consts)
+
+    def __call__(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the subgraph: name -> array in, output name -> array out."""
+        outs = self._guard("run", self.run, inputs)
+        graph = self.graph
+        if not isinstance(outs, (list, tuple)) or len(outs) != len(graph.heads):
+            raise BackendError(
+                f"backend {self.name!r} returned {type(outs).__name__} from run for "
+                f"{self.symbol}; expected a sequence of {len(graph.heads)} arrays",
+                backend=self.name, symbol=self.symbol, stage="run",
+            )
+        result = {}
+        for name, head, out in zip(graph.output_names, graph.heads, outs, strict=True):
+            spec = graph.spec(head)
+            if not isinstance(out, np.ndarray) or (
+                out.dtype.name != spec.dtype and spec.dtype != UNKNOWN
+            ):
+                got = out.dtype.name if isinstance(out, np.ndarray) else type(out).__name__
+                raise BackendError(
+                    f"backend {self.name!r} returned {got} for output {name!r} of "
+                    f"{self.symbol}; the graph says {spec.dtype}",
+                    backend=self.name, symbol=self.symbol, stage="run",
+                )
+            if spec.shape is not None and not _shape_fits(out.shape, spec.shape):
+                raise BackendError(
+                    f"backend {self.name!r} returned shape {out.shape} for output "
+                    f"{name!r} of {self.symbol}; the graph says {spec.shape}",
+                    backend=self.name, symbol=self.symbol, stage="run",
+                )
+            result[name] = out
+        return result
+
+    def _guard(self, stage: str, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except ByocError:
+            raise
+        except Exception as exc:
+            raise BackendError(
+                f"backend {self.name!r} failed in {stage} of subgraph {self.symbol}: "
+                f"{type(exc).__name__}: {exc}",
+                backend=self.name, symbol=self.symbol, stage=stage,
+            ) from exc
+
+
+def _shape_fits(actual: tuple[int, ...], declared: tuple[int | str, ...]) -> bool:
+    if len(actual) != len(declared):
+        return False
+    return all(not isinstance(d, int) or d == a for a, d in zip(actual, declared, strict=True))
