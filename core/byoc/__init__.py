@@ -5,7 +5,11 @@ Flow: import (ONNX -> JSON graph) -> partition (one subgraph per backend region)
 once) -> run. This module only re-exports the public API.
 """
 
+__version__ = "0.1.0"
+
 from .attrs import AttrCodec, Sym, TensorAttr
+from .compiler import compile
+from .driver import Module, SubgraphFunction, TensorInfo, load
 from .errors import (
     BackendError,
     ByocError,
@@ -21,7 +25,6 @@ from .hookspecs import hookimpl
 from .registry import BackendInfo, Registry, backends, get_registry, use_registry
 from .runtime import Backend, NodeInfo, Pattern, Support
 
-__version__ = "0.1.0"
 
 __all__ = [
     "AttrCodec",
@@ -36,18 +39,23 @@ __all__ = [
     "JSONGraphNode",
     "JSONGraphNodeEntry",
     "ModelError",
+    "Module",
     "NodeInfo",
     "Pattern",
     "PluginError",
     "Registry",
+    "SubgraphFunction",
     "Support",
     "Sym",
     "TensorAttr",
+    "TensorInfo",
     "TensorSpec",
     "UnsupportedError",
     "__version__",
     "backends",
+    "compile",
     "get_registry",
     "hookimpl",
+    "load",
     "use_registry",
 ]

@@ -162,7 +162,7 @@ class TensorAttr:
     @staticmethod
     def from_array(array: np.ndarray) -> TensorAttr:
         """Capture ``array`` (copied, little-endian, C order)."""
-        arr = np.ascontiguousarray(array)
+        arr = np.asarray(array, order="C")
         name = dtype_name(arr.dtype)
         arr = arr.astype(to_numpy(name).newbyteorder("<"), copy=False)
         return TensorAttr(name, tuple(int(d) for d in arr.shape), arr.tobytes())

@@ -1,0 +1,78 @@
+"""``byoc.compile``: import an ONNX model, partition it, and wrap it as a Module.
+
+This is the front half of the flow (import -> partition) glued to the driver.
+It always states where nodes went in one line, so a silent fallback cannot hide.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import onnx
+
+from . import __version__
+from .artifact import Artifact, SubgraphRecord
+from .driver import Module
+from .errors import BackendError
+from .onnx_import import import_onnx
+from .partition import Partition, partition
+from .registry import get_registry
+
+
+def compile(  # noqa: A001 - the public name the API promises
+    model: onnx.ModelProto | str | os.PathLike[str],
+    backends: Sequence[str] | None = None,
+    *,
+    min_subgraph_size: int = 1,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    quiet: bool = False,
+) -> Module:
+    """Compile ``model`` for ``backends`` (priority order, fallback last).
+
+    :param model: an ``onnx.ModelProto`` or a path to a ``.onnx`` file.
+    :param backends: backend names, highest priority first; the last one is the
+        fallback. Default: every available backend by priority (``ref`` last).
+    :param min_subgraph_size: regions with fewer nodes go back to the fallback.
+    :param options: per-backend engine options, e.g. ``{"dnnl": {"threads": 2}}``.
+    :param quiet: do not print the one-line placement summary to stderr.
+    """
+    registry = get_registry()
+    names = list(backends) if backends is not None else registry.default_backends()
+    if not names:
+        raise BackendError(
+            "no backends are available; install one (pip install byoc-ref) or check "
+            "BYOC_LOAD_PLUGINS"
+        )
+    if len(set(names)) != len(names):
+        raise BackendError(f"backends lists a name twice: {names}")
+    classes = [registry.backend(n) for n in names]
+    imported = import_onnx(model)
+    part = partition(imported.graph, imported.consts, classes,
+                     min_subgraph_size=min_subgraph_size)
+    mod = module_from_partition(part, imported.consts, options=options)
+    if not quiet:
+        print(mod.placement(), file=sys.stderr)
+    return mod
+
+
+def module_from_partition(
+    part: Partition,
+    consts: Mapping[str, np.ndarray],
+    *,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Module:
+    """Wrap a partition as an in-memory Module (what compile returns)."""
+    registry = get_registry()
+    records = tuple(
+        SubgraphRecord(s.symbol, s.backend, registry.backend(s.backend).version, s.graph)
+        for s in part.subgraphs
+    )
+    used = {n for s in part.subgraphs for n in s.const_names}
+    used |= {n.name for n in part.host.nodes if n.op == "const"}
+    artifact = Artifact(part.host, records, {k: v for k, v in consts.items() if k in used},
+                        meta={"byoc_version": __version__})
+    return Module(artifact, options=options, registry=registry, partition=part)
