@@ -25,7 +25,6 @@ from .hookspecs import hookimpl
 from .registry import BackendInfo, Registry, backends, get_registry, use_registry
 from .runtime import Backend, NodeInfo, Pattern, Support
 
-
 __all__ = [
     "AttrCodec",
     "Backend",

@@ -103,7 +103,9 @@ def _collect_tags_attr(value: Any, out: set[str]) -> None:
         _collect_tags(payload, out)
 
 
-def _blob_layout(artifact: Artifact) -> tuple[list[dict[str, Any]], list[tuple[int, memoryview]], int]:
+def _blob_layout(
+    artifact: Artifact,
+) -> tuple[list[dict[str, Any]], list[tuple[int, memoryview]], int]:
     """Constant table entries and deduplicated, aligned blobs."""
     table: list[dict[str, Any]] = []
     blobs: list[tuple[int, memoryview]] = []
@@ -113,14 +115,21 @@ def _blob_layout(artifact: Artifact) -> tuple[list[dict[str, Any]], list[tuple[i
         array = np.asarray(artifact.consts[name])
         dt = dtype_name(array.dtype)
         le = np.ascontiguousarray(array, dtype=to_numpy(dt).newbyteorder("<"))
-        data = memoryview(le).cast("B") if le.size else memoryview(b"")
+        data = le.reshape(-1).view(np.uint8).data if le.size else memoryview(b"")
         digest = hashlib.blake2b(data, digest_size=16).digest()
         if digest not in by_hash:
             by_hash[digest] = offset
             blobs.append((offset, data))
             offset += _align(len(data))
-        table.append({"name": name, "dtype": dt, "shape": list(array.shape),
-                      "offset": by_hash[digest], "nbytes": len(data)})
+        table.append(
+            {
+                "name": name,
+                "dtype": dt,
+                "shape": list(array.shape),
+                "offset": by_hash[digest],
+                "nbytes": len(data),
+            }
+        )
     return table, blobs, offset
 
 
@@ -128,15 +137,23 @@ def _align(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
-def _write(out: IO[bytes], artifact: Artifact, codecs: Mapping[str, AttrCodec] | None) -> None:
+def _write(
+    out: IO[bytes], artifact: Artifact, codecs: Mapping[str, AttrCodec] | None
+) -> None:
     table, blobs, end = _blob_layout(artifact)
     engines = []
-    for rec in artifact.engines.values():
-        engines.append({"symbol": rec.symbol, "backend": rec.backend,
-                        "backend_version": rec.backend_version, "offset": end,
-                        "nbytes": len(rec.data)})
-        blobs.append((end, memoryview(rec.data)))
-        end += _align(len(rec.data))
+    for eng in artifact.engines.values():
+        engines.append(
+            {
+                "symbol": eng.symbol,
+                "backend": eng.backend,
+                "backend_version": eng.backend_version,
+                "offset": end,
+                "nbytes": len(eng.data),
+            }
+        )
+        blobs.append((end, memoryview(eng.data)))
+        end += _align(len(eng.data))
     host = artifact.host.to_dict(codecs)
     subs = []
     tags: set[str] = set()
@@ -144,8 +161,14 @@ def _write(out: IO[bytes], artifact: Artifact, codecs: Mapping[str, AttrCodec] |
     for rec in artifact.subgraphs:
         g = rec.graph.to_dict(codecs)
         _collect_tags(g, tags)
-        subs.append({"symbol": rec.symbol, "backend": rec.backend,
-                     "backend_version": rec.backend_version, "graph": g})
+        subs.append(
+            {
+                "symbol": rec.symbol,
+                "backend": rec.backend,
+                "backend_version": rec.backend_version,
+                "graph": g,
+            }
+        )
     if codecs is None:
         from .registry import get_registry
 
@@ -162,7 +185,9 @@ def _write(out: IO[bytes], artifact: Artifact, codecs: Mapping[str, AttrCodec] |
     }
     head = msgpack.packb(header, use_bin_type=True)
     data_offset = _align(_PREFIX.size + len(head))
-    out.write(_PREFIX.pack(MAGIC, FORMAT_MAJOR, FORMAT_MINOR, 0, len(head), data_offset))
+    out.write(
+        _PREFIX.pack(MAGIC, FORMAT_MAJOR, FORMAT_MINOR, 0, len(head), data_offset)
+    )
     out.write(head)
     pos = _PREFIX.size + len(head)
     out.write(b"\0" * (data_offset - pos))
@@ -174,18 +199,25 @@ def _write(out: IO[bytes], artifact: Artifact, codecs: Mapping[str, AttrCodec] |
     out.write(b"\0" * (end - pos))
 
 
-def artifact_bytes(artifact: Artifact, codecs: Mapping[str, AttrCodec] | None = None) -> bytes:
+def artifact_bytes(
+    artifact: Artifact, codecs: Mapping[str, AttrCodec] | None = None
+) -> bytes:
     """The artifact file's bytes (SaveToBinary)."""
     buf = io.BytesIO()
     _write(buf, artifact, codecs)
     return buf.getvalue()
 
 
-def write_artifact(path: str | os.PathLike[str], artifact: Artifact,
-                   codecs: Mapping[str, AttrCodec] | None = None) -> Path:
+def write_artifact(
+    path: str | os.PathLike[str],
+    artifact: Artifact,
+    codecs: Mapping[str, AttrCodec] | None = None,
+) -> Path:
     """Write atomically: a temp file beside ``path``, fsync, then rename over it."""
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or "."
+    )
     try:
         with os.fdopen(fd, "wb") as out:
             _write(out, artifact, codecs)
@@ -206,7 +238,9 @@ def write_artifact(path: str | os.PathLike[str], artifact: Artifact,
 # --------------------------------------------------------------------------
 
 
-def read_artifact(path: str | os.PathLike[str], codecs: Mapping[str, AttrCodec] | None = None) -> Artifact:
+def read_artifact(
+    path: str | os.PathLike[str], codecs: Mapping[str, AttrCodec] | None = None
+) -> Artifact:
     """Load an artifact with mmap; constants are read-only views of the map."""
     p = Path(path)
     try:
@@ -226,28 +260,45 @@ def read_artifact(path: str | os.PathLike[str], codecs: Mapping[str, AttrCodec] 
     return parse_artifact(buf, codecs, source=str(p))
 
 
-def parse_artifact(buffer: bytes | bytearray | memoryview | mmap.mmap,
-                   codecs: Mapping[str, AttrCodec] | None = None,
-                   source: str = "<bytes>") -> Artifact:
+def parse_artifact(
+    buffer: bytes | bytearray | memoryview | mmap.mmap,
+    codecs: Mapping[str, AttrCodec] | None = None,
+    source: str = "<bytes>",
+) -> Artifact:
     """Decode artifact bytes (LoadFromBinary); constants are views of ``buffer``."""
     try:
         return _parse(buffer, codecs, source)
     except ByocError:
         raise
-    except (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError,
-            MemoryError, msgpack.exceptions.ExtraData, DTypeError) as exc:
-        raise FormatError(f"{source}: malformed artifact: {type(exc).__name__}: {exc}") from exc
+    except (
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        OverflowError,
+        RecursionError,
+        MemoryError,
+        msgpack.exceptions.ExtraData,
+        DTypeError,
+    ) as exc:
+        raise FormatError(
+            f"{source}: malformed artifact: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _fail(source: str, what: str) -> FormatError:
     return FormatError(f"{source}: malformed artifact: {what}")
 
 
-def _parse(buffer: Any, codecs: Mapping[str, AttrCodec] | None, source: str) -> Artifact:
+def _parse(
+    buffer: Any, codecs: Mapping[str, AttrCodec] | None, source: str
+) -> Artifact:
     size = len(buffer)
     if size < _PREFIX.size:
         raise _fail(source, f"only {size} bytes")
-    magic, major, minor, _flags, header_len, data_offset = _PREFIX.unpack_from(buffer, 0)
+    magic, major, minor, _flags, header_len, data_offset = _PREFIX.unpack_from(
+        buffer, 0
+    )
     if magic != MAGIC:
         raise FormatError(f"{source} is not a byoc artifact (bad magic)")
     if major > FORMAT_MAJOR:
@@ -259,10 +310,16 @@ def _parse(buffer: Any, codecs: Mapping[str, AttrCodec] | None, source: str) -> 
     if major < 1:
         raise _fail(source, f"format major version {major}")
     if header_len > min(MAX_HEADER, size - _PREFIX.size):
-        raise _fail(source, f"header length {header_len} exceeds the file ({size} bytes)")
-    if data_offset % ALIGN or data_offset < _PREFIX.size + header_len or data_offset > size:
+        raise _fail(
+            source, f"header length {header_len} exceeds the file ({size} bytes)"
+        )
+    if (
+        data_offset % ALIGN
+        or data_offset < _PREFIX.size + header_len
+        or data_offset > size
+    ):
         raise _fail(source, f"data offset {data_offset} is out of range")
-    raw = bytes(buffer[_PREFIX.size:_PREFIX.size + header_len])
+    raw = bytes(buffer[_PREFIX.size : _PREFIX.size + header_len])
     try:
         # unpackb bounds every container by the input length: no huge allocations
         header = msgpack.unpackb(raw, raw=False, strict_map_key=True)
@@ -272,10 +329,15 @@ def _parse(buffer: Any, codecs: Mapping[str, AttrCodec] | None, source: str) -> 
         raise _fail(source, "header is not a map")
     data_size = _int(header, "data_size", source)
     if data_offset + data_size > size:
-        raise _fail(source, f"data section ({data_size} bytes at {data_offset}) runs past "
-                    f"the end of the file ({size} bytes): truncated?")
+        raise _fail(
+            source,
+            f"data section ({data_size} bytes at {data_offset}) runs past "
+            f"the end of the file ({size} bytes): truncated?",
+        )
     plugins = header.get("codecs", {})
-    if not isinstance(plugins, dict) or not all(isinstance(v, str) for v in plugins.values()):
+    if not isinstance(plugins, dict) or not all(
+        isinstance(v, str) for v in plugins.values()
+    ):
         raise _fail(source, "codecs must map tags to plugin names")
     host = Graph.from_dict(header.get("host"), codecs, plugins)
     subs_raw = header.get("subgraphs")
@@ -286,9 +348,17 @@ def _parse(buffer: Any, codecs: Mapping[str, AttrCodec] | None, source: str) -> 
         if not isinstance(s, dict) or not all(
             isinstance(s.get(k), str) for k in ("symbol", "backend", "backend_version")
         ):
-            raise _fail(source, "subgraph entries need symbol, backend and backend_version")
-        subgraphs.append(SubgraphRecord(s["symbol"], s["backend"], s["backend_version"],
-                                        Graph.from_dict(s.get("graph"), codecs, plugins)))
+            raise _fail(
+                source, "subgraph entries need symbol, backend and backend_version"
+            )
+        subgraphs.append(
+            SubgraphRecord(
+                s["symbol"],
+                s["backend"],
+                s["backend_version"],
+                Graph.from_dict(s.get("graph"), codecs, plugins),
+            )
+        )
     symbols = [s.symbol for s in subgraphs]
     if len(set(symbols)) != len(symbols):
         raise _fail(source, "duplicate subgraph symbols")
@@ -299,24 +369,36 @@ def _parse(buffer: Any, codecs: Mapping[str, AttrCodec] | None, source: str) -> 
         itemsize = to_numpy(dt).itemsize
         count = math.prod(shape)
         if count * itemsize != nbytes:
-            raise _fail(source, f"constant {name!r}: {nbytes} bytes cannot hold {dt}{shape}")
+            raise _fail(
+                source, f"constant {name!r}: {nbytes} bytes cannot hold {dt}{shape}"
+            )
         if (data_offset + offset) % min(ALIGN, itemsize or 1):
             raise _fail(source, f"constant {name!r} is misaligned")
-        arr = np.frombuffer(buffer, dtype=to_numpy(dt).newbyteorder("<"), count=count,
-                            offset=data_offset + offset)
+        arr = np.frombuffer(
+            buffer,
+            dtype=to_numpy(dt).newbyteorder("<"),
+            count=count,
+            offset=data_offset + offset,
+        )
         consts[name] = arr.reshape(shape)
     engines = {}
     for entry in _list(header, "engines", source):
         if not isinstance(entry, dict) or not all(
-            isinstance(entry.get(k), str) for k in ("symbol", "backend", "backend_version")
+            isinstance(entry.get(k), str)
+            for k in ("symbol", "backend", "backend_version")
         ):
-            raise _fail(source, "engine entries need symbol, backend and backend_version")
+            raise _fail(
+                source, "engine entries need symbol, backend and backend_version"
+            )
         offset, nbytes = _int(entry, "offset", source), _int(entry, "nbytes", source)
         _check_range(offset, nbytes, data_size, source, f"engine {entry['symbol']!r}")
         start = data_offset + offset
-        engines[entry["symbol"]] = EngineRecord(entry["symbol"], entry["backend"],
-                                                entry["backend_version"],
-                                                bytes(buffer[start:start + nbytes]))
+        engines[entry["symbol"]] = EngineRecord(
+            entry["symbol"],
+            entry["backend"],
+            entry["backend_version"],
+            bytes(buffer[start : start + nbytes]),
+        )
     meta = {k: v for k, v in header.items() if k in ("byoc_version", "created_by")}
     return Artifact(host, tuple(subgraphs), consts, engines, meta)
 
@@ -342,15 +424,32 @@ def _const_entry(entry: Any, source: str) -> tuple[str, str, tuple[int, ...], in
     try:
         dt = dtype_name(entry.get("dtype"))
     except DTypeError:
-        raise _fail(source, f"constant {name!r} has unknown dtype {entry.get('dtype')!r:.40}") from None
+        raise _fail(
+            source, f"constant {name!r} has unknown dtype {entry.get('dtype')!r:.40}"
+        ) from None
     shape = entry.get("shape")
-    if not isinstance(shape, list) or len(shape) > 32 or not all(
-        isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**40 for d in shape
+    if (
+        not isinstance(shape, list)
+        or len(shape) > 32
+        or not all(
+            isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**40
+            for d in shape
+        )
     ):
         raise _fail(source, f"constant {name!r} has a bad shape")
-    return name, dt, tuple(shape), _int(entry, "offset", source), _int(entry, "nbytes", source)
+    return (
+        name,
+        dt,
+        tuple(shape),
+        _int(entry, "offset", source),
+        _int(entry, "nbytes", source),
+    )
 
 
-def _check_range(offset: int, nbytes: int, data_size: int, source: str, what: str) -> None:
+def _check_range(
+    offset: int, nbytes: int, data_size: int, source: str, what: str
+) -> None:
     if offset % ALIGN or offset + nbytes > data_size:
-        raise _fail(source, f"{what} at offset {offset} (+{nbytes}) is outside the data section")
+        raise _fail(
+            source, f"{what} at offset {offset} (+{nbytes}) is outside the data section"
+        )

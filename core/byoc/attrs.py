@@ -22,7 +22,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from .dtypes import dtype_name, to_numpy
+from .dtypes import DTypeError, dtype_name, to_numpy
 from .errors import ByocError, FormatError, InputError, PluginError
 
 MAX_DEPTH = 32
@@ -33,6 +33,7 @@ MAX_DEPTH = 32
 # --------------------------------------------------------------------------
 
 SymLike = Union["Sym", int]
+
 
 def _trunc_div(a: int, b: int) -> int:
     # ONNX integer Div truncates toward zero; keep that meaning for folded shapes.
@@ -138,7 +139,9 @@ def evaluate(value: SymLike, dims: Mapping[str, int]) -> int:
         return dims[name]
     a, b = (evaluate(arg, dims) for arg in value.args)
     if value.op == "div" and b == 0:
-        raise InputError(f"shape expression {value} divides by zero for dims {dict(dims)}")
+        raise InputError(
+            f"shape expression {value} divides by zero for dims {dict(dims)}"
+        )
     return _BINARY_OPS[value.op](a, b)
 
 
@@ -197,8 +200,21 @@ class AttrCodec:
 
 
 _BUILTIN_TAGS = frozenset(
-    {"bool", "int", "float", "str", "bytes", "ints", "floats", "strs", "list",
-     "dtype", "tensor", "expr", "graph"}
+    {
+        "bool",
+        "int",
+        "float",
+        "str",
+        "bytes",
+        "ints",
+        "floats",
+        "strs",
+        "list",
+        "dtype",
+        "tensor",
+        "expr",
+        "graph",
+    }
 )
 
 
@@ -210,8 +226,17 @@ def _is_plain(obj: Any, depth: int = 0) -> bool:
     if isinstance(obj, list):
         return all(_is_plain(x, depth + 1) for x in obj)
     if isinstance(obj, dict):
-        return all(isinstance(k, str) and _is_plain(v, depth + 1) for k, v in obj.items())
+        return all(
+            isinstance(k, str) and _is_plain(v, depth + 1) for k, v in obj.items()
+        )
     return False
+
+
+def _int64(x: int) -> int:
+    # Both encodings (and ONNX) carry 64-bit integers; refuse wider ones early.
+    if not -(2**63) <= x < 2**63:
+        raise ValueError(f"attribute integer {x} does not fit in int64")
+    return x
 
 
 def _enc_float(x: float) -> float | str:
@@ -229,7 +254,7 @@ def _dec_float(x: Any) -> float:
 
 def _enc_expr(value: SymLike) -> Any:
     if isinstance(value, int):
-        return value
+        return _int64(value)
     if value.op == "dim":
         return ["dim", value.args[0]]
     return [value.op, _enc_expr(value.args[0]), _enc_expr(value.args[1])]
@@ -240,7 +265,12 @@ def _dec_expr(obj: Any, depth: int = 0) -> SymLike:
         raise FormatError("shape expression nested too deeply")
     if isinstance(obj, int) and not isinstance(obj, bool):
         return obj
-    if isinstance(obj, list) and len(obj) == 2 and obj[0] == "dim" and isinstance(obj[1], str):
+    if (
+        isinstance(obj, list)
+        and len(obj) == 2
+        and obj[0] == "dim"
+        and isinstance(obj[1], str)
+    ):
         return Sym.dim(obj[1])
     if isinstance(obj, list) and len(obj) == 3 and obj[0] in _BINARY_OPS:
         return Sym(obj[0], (_dec_expr(obj[1], depth + 1), _dec_expr(obj[2], depth + 1)))
@@ -254,7 +284,7 @@ def encode_attr(value: Any, codecs: Mapping[str, AttrCodec] | None = None) -> li
     if isinstance(value, bool | np.bool_):
         return ["bool", bool(value)]
     if isinstance(value, int | np.integer):
-        return ["int", int(value)]
+        return ["int", _int64(int(value))]
     if isinstance(value, float | np.floating):
         return ["float", _enc_float(float(value))]
     if isinstance(value, str):
@@ -264,8 +294,14 @@ def encode_attr(value: Any, codecs: Mapping[str, AttrCodec] | None = None) -> li
     if isinstance(value, np.dtype):
         return ["dtype", dtype_name(value)]
     if isinstance(value, TensorAttr):
-        return ["tensor", [value.dtype, list(value.shape),
-                           base64.b64encode(value.data).decode("ascii")]]
+        return [
+            "tensor",
+            [
+                value.dtype,
+                list(value.shape),
+                base64.b64encode(value.data).decode("ascii"),
+            ],
+        ]
     if isinstance(value, Sym):
         return ["expr", _enc_expr(value)]
     if isinstance(value, Graph):
@@ -273,7 +309,7 @@ def encode_attr(value: Any, codecs: Mapping[str, AttrCodec] | None = None) -> li
     if isinstance(value, tuple):
         kinds = {type(v) for v in value}
         if value and kinds == {int}:
-            return ["ints", list(value)]
+            return ["ints", [_int64(v) for v in value]]
         if value and kinds == {float}:
             return ["floats", [_enc_float(v) for v in value]]
         if value and kinds == {str}:
@@ -290,8 +326,10 @@ def encode_attr(value: Any, codecs: Mapping[str, AttrCodec] | None = None) -> li
             payload = codec.encode(value)
             if not _is_plain(payload):
                 raise PluginError(
-                    f"attribute codec {codec.tag!r} (from {codec.plugin or 'unknown plugin'}) "
-                    f"encoded a {type(value).__name__} into non-plain data; encode must "
+                    f"attribute codec {codec.tag!r} (from "
+                    f"{codec.plugin or 'unknown plugin'}) "
+                    f"encoded a {type(value).__name__} into non-plain data; encode "
+                    "must "
                     "return None/bool/int/float/str/list/dict",
                     codec=codec.tag,
                 )
@@ -320,6 +358,8 @@ def decode_attr(
     tag, payload = obj
     try:
         return _decode_payload(tag, payload, codecs, plugins, depth)
+    except DTypeError as exc:
+        raise FormatError(f"bad {tag!r} attribute payload: {exc}") from exc
     except ByocError:
         raise
     except Exception as exc:  # malformed payloads surface as many built-in errors
@@ -352,8 +392,10 @@ def _decode_payload(
         need(isinstance(payload, str))
         return base64.b64decode(payload, validate=True)
     if tag == "ints":
-        need(isinstance(payload, list)
-             and all(isinstance(x, int) and not isinstance(x, bool) for x in payload))
+        need(
+            isinstance(payload, list)
+            and all(isinstance(x, int) and not isinstance(x, bool) for x in payload)
+        )
         return tuple(payload)
     if tag == "floats":
         need(isinstance(payload, list))

@@ -51,8 +51,9 @@ def compile(  # noqa: A001 - the public name the API promises
         raise BackendError(f"backends lists a name twice: {names}")
     classes = [registry.backend(n) for n in names]
     imported = import_onnx(model)
-    part = partition(imported.graph, imported.consts, classes,
-                     min_subgraph_size=min_subgraph_size)
+    part = partition(
+        imported.graph, imported.consts, classes, min_subgraph_size=min_subgraph_size
+    )
     mod = module_from_partition(part, imported.consts, options=options)
     if not quiet:
         print(mod.placement(), file=sys.stderr)
@@ -68,11 +69,17 @@ def module_from_partition(
     """Wrap a partition as an in-memory Module (what compile returns)."""
     registry = get_registry()
     records = tuple(
-        SubgraphRecord(s.symbol, s.backend, registry.backend(s.backend).version, s.graph)
+        SubgraphRecord(
+            s.symbol, s.backend, registry.backend(s.backend).version, s.graph
+        )
         for s in part.subgraphs
     )
     used = {n for s in part.subgraphs for n in s.const_names}
     used |= {n.name for n in part.host.nodes if n.op == "const"}
-    artifact = Artifact(part.host, records, {k: v for k, v in consts.items() if k in used},
-                        meta={"byoc_version": __version__})
+    artifact = Artifact(
+        part.host,
+        records,
+        {k: v for k, v in consts.items() if k in used},
+        meta={"byoc_version": __version__},
+    )
     return Module(artifact, options=options, registry=registry, partition=part)

@@ -37,6 +37,7 @@ from .graph import Graph
 from .onnx_import import SYM_OP
 from .partition import CALL_OP, Partition, const_names
 from .registry import Registry, get_registry
+from .report import explain, kernel_ops
 from .runtime import Backend
 
 
@@ -85,7 +86,8 @@ class SubgraphFunction:
         missing = [n for n in self.input_names if n not in inputs]
         if missing:
             raise InputError(
-                f"{self.symbol} needs inputs {list(self.input_names)}; missing {missing}",
+                f"{self.symbol} needs inputs {list(self.input_names)}; missing "
+                f"{missing}",
                 symbol=self.symbol,
             )
         return self.engine()(inputs)
@@ -114,7 +116,9 @@ class Module:
         self.init_counts: dict[str, int] = dict.fromkeys(self._records, 0)
         host = artifact.host
         self.inputs = tuple(
-            TensorInfo(host.nodes[i].name, host.nodes[i].shapes[0], host.nodes[i].dtypes[0])
+            TensorInfo(
+                host.nodes[i].name, host.nodes[i].shapes[0], host.nodes[i].dtypes[0]
+            )
             for i in host.input_ids
         )
         self.outputs = tuple(
@@ -124,9 +128,14 @@ class Module:
         for rec in artifact.subgraphs:
             missing = [n for n in const_names(rec.graph) if n not in artifact.consts]
             if missing:
-                raise FormatError(f"subgraph {rec.symbol} reads missing constants {missing[:5]}")
+                raise FormatError(
+                    f"subgraph {rec.symbol} reads missing constants {missing[:5]}"
+                )
         self._plan = _plan(host, artifact.consts, self._records)
-        self._heads = tuple((n, host.entry_id(h)) for n, h in zip(host.output_names, host.heads, strict=True))
+        self._heads = tuple(
+            (n, host.entry_id(h))
+            for n, h in zip(host.output_names, host.heads, strict=True)
+        )
         self._borrowed = {
             host.entry_id(h) for h in host.heads if host.nodes[h.node_id].op == "const"
         }
@@ -153,20 +162,28 @@ class Module:
         counts: dict[str, int] = {}
         per_sym = []
         for rec in self.artifact.subgraphs:
-            n = _count_kernels(rec.graph)
+            n = sum(kernel_ops(rec.graph).values())
             counts[rec.backend] = counts.get(rec.backend, 0) + n
             per_sym.append(f"{rec.symbol}({n})")
         total = sum(counts.values())
         by_backend = ", ".join(f"{b} {n}" for b, n in counts.items()) or "none"
-        return (f"byoc placement: {total} nodes -> {by_backend}; "
-                f"{len(per_sym)} subgraph{'s' if len(per_sym) != 1 else ''}: {' '.join(per_sym)}")
+        return (
+            f"byoc placement: {total} nodes -> {by_backend}; "
+            f"{len(per_sym)} subgraph{'s' if len(per_sym) != 1 else ''}: "
+            f"{' '.join(per_sym)}"
+        )
+
+    def explain(self) -> str:
+        """The partition as a table and, after compile, why nodes fell back."""
+        return explain(self.partition, self.artifact.subgraphs, self.artifact.consts)
 
     def get_function(self, symbol: str) -> SubgraphFunction:
         """The callable for subgraph ``symbol`` (GetFunction)."""
         record = self._records.get(symbol)
         if record is None:
             raise ByocError(
-                f"no subgraph {symbol!r} in this module; symbols: {', '.join(self.symbols)}",
+                f"no subgraph {symbol!r} in this module; symbols: "
+                f"{', '.join(self.symbols)}",
                 symbol=symbol,
             )
         return SubgraphFunction(self, record)
@@ -195,18 +212,25 @@ class Module:
         consts = {n: self.artifact.consts[n] for n in const_names(record.graph)}
         engine = cls(record.symbol, record.graph, self._options.get(record.backend))
         blob = self.artifact.engines.get(record.symbol)
-        if blob is not None and blob.backend == cls.name and blob.backend_version == cls.version:
+        if (
+            blob is not None
+            and blob.backend == cls.name
+            and blob.backend_version == cls.version
+        ):
             try:
                 engine.import_engine(blob.data, consts)
                 return engine
             except Exception as exc:
                 warnings.warn(
-                    f"prebuilt engine for {record.symbol} ({cls.name} {cls.version}) is "
+                    f"prebuilt engine for {record.symbol} ({cls.name} "
+                    f"{cls.version}) is "
                     f"unusable ({type(exc).__name__}: {exc}); rebuilding it",
                     RuntimeWarning,
                     stacklevel=3,
                 )
-                engine = cls(record.symbol, record.graph, self._options.get(record.backend))
+                engine = cls(
+                    record.symbol, record.graph, self._options.get(record.backend)
+                )
         engine.build(consts)
         self.init_counts[record.symbol] += 1
         return engine
@@ -231,8 +255,9 @@ class Module:
                 values[step.outs[0]] = step.payload
             else:  # sym
                 exprs, shape = step.payload
-                values[step.outs[0]] = np.array([evaluate(e, dims) for e in exprs],
-                                                dtype=np.int64).reshape(shape)
+                values[step.outs[0]] = np.array(
+                    [evaluate(e, dims) for e in exprs], dtype=np.int64
+                ).reshape(shape)
             for slot in step.free:
                 values[slot] = None
         return {
@@ -244,10 +269,13 @@ class Module:
     def _nslots(self) -> int:
         return self.artifact.host.node_row_ptr[-1]
 
-    def _check_inputs(self, inputs: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    def _check_inputs(
+        self, inputs: Mapping[str, Any]
+    ) -> tuple[dict[str, np.ndarray], dict[str, int]]:
         if not isinstance(inputs, Mapping):
             raise InputError(
-                f"run takes a dict of input name -> array; got {type(inputs).__name__}. "
+                "run takes a dict of input name -> array; got "
+                f"{type(inputs).__name__}. "
                 f"Inputs: {_sig(self.inputs)}"
             )
         expected = {t.name for t in self.inputs}
@@ -257,7 +285,8 @@ class Module:
             raise InputError(
                 f"input names do not match the model: missing {missing}, unexpected "
                 f"{unknown}. The model takes {_sig(self.inputs)}",
-                missing=missing, unexpected=unknown,
+                missing=missing,
+                unexpected=unknown,
             )
         arrays: dict[str, np.ndarray] = {}
         dims: dict[str, int] = {}
@@ -268,7 +297,9 @@ class Module:
                 raise InputError(
                     f"input {t.name!r} has dtype {array.dtype.name}; the model expects "
                     f"{t.dtype} (convert with .astype(np.{t.dtype}))",
-                    input=t.name, expected=t.dtype, given=array.dtype.name,
+                    input=t.name,
+                    expected=t.dtype,
+                    given=array.dtype.name,
                 )
             if t.shape is not None:
                 _bind(t, array.shape, dims)
@@ -279,8 +310,13 @@ class Module:
 
     def _artifact_with_engines(self, engines: bool) -> Artifact:
         if not engines:
-            return Artifact(self.artifact.host, self.artifact.subgraphs, self.artifact.consts,
-                            {}, self.artifact.meta)
+            return Artifact(
+                self.artifact.host,
+                self.artifact.subgraphs,
+                self.artifact.consts,
+                {},
+                self.artifact.meta,
+            )
         blobs: dict[str, EngineRecord] = dict(self.artifact.engines)
         for rec in self.artifact.subgraphs:
             engine = self._engine(rec.symbol)
@@ -288,29 +324,46 @@ class Module:
                 data = engine.export_engine()
             except Exception as exc:
                 raise BackendError(
-                    f"backend {rec.backend!r} failed to export the engine of {rec.symbol}: {exc}",
-                    backend=rec.backend, symbol=rec.symbol, stage="export",
+                    f"backend {rec.backend!r} failed to export the engine of "
+                    f"{rec.symbol}: {exc}",
+                    backend=rec.backend,
+                    symbol=rec.symbol,
+                    stage="export",
                 ) from exc
             if data is not None:
-                blobs[rec.symbol] = EngineRecord(rec.symbol, rec.backend, type(engine).version,
-                                                 bytes(data))
-        return Artifact(self.artifact.host, self.artifact.subgraphs, self.artifact.consts,
-                        blobs, self.artifact.meta)
+                blobs[rec.symbol] = EngineRecord(
+                    rec.symbol, rec.backend, type(engine).version, bytes(data)
+                )
+        return Artifact(
+            self.artifact.host,
+            self.artifact.subgraphs,
+            self.artifact.consts,
+            blobs,
+            self.artifact.meta,
+        )
 
     def save(self, path: str | os.PathLike[str], *, engines: bool = False) -> Path:
         """Write the one-file artifact atomically; ``engines`` adds prebuilt engines."""
-        return write_artifact(path, self._artifact_with_engines(engines), self._codecs())
+        return write_artifact(
+            path, self._artifact_with_engines(engines), self._codecs()
+        )
 
     def to_bytes(self, *, engines: bool = False) -> bytes:
         """The artifact as bytes (SaveToBinary)."""
         return artifact_bytes(self._artifact_with_engines(engines), self._codecs())
 
     @staticmethod
-    def from_bytes(data: bytes, *, eager: bool = False,
-                   options: Mapping[str, Mapping[str, Any]] | None = None) -> Module:
+    def from_bytes(
+        data: bytes,
+        *,
+        eager: bool = False,
+        options: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> Module:
         """A module from artifact bytes (LoadFromBinary); constants view ``data``."""
         registry = get_registry()
-        mod = Module(parse_artifact(data, registry.codecs()), options=options, registry=registry)
+        mod = Module(
+            parse_artifact(data, registry.codecs()), options=options, registry=registry
+        )
         mod._check_backends()
         if eager:
             mod.init()
@@ -325,35 +378,35 @@ class Module:
             registry.backend(name)
 
 
-def load(path: str | os.PathLike[str], *, eager: bool = False,
-         options: Mapping[str, Mapping[str, Any]] | None = None) -> Module:
+def load(
+    path: str | os.PathLike[str],
+    *,
+    eager: bool = False,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Module:
     """Load an artifact (Deserialize). Engines build lazily unless ``eager``.
 
     Fails early with a :class:`~byoc.BackendError` when a backend the file needs
     is not installed or not available, naming what to install.
     """
     registry = get_registry()
-    mod = Module(read_artifact(path, registry.codecs()), options=options, registry=registry,
-                 source=str(path))
+    mod = Module(
+        read_artifact(path, registry.codecs()),
+        options=options,
+        registry=registry,
+        source=str(path),
+    )
     mod._check_backends()
     if eager:
         mod.init()
     return mod
 
 
-def _count_kernels(graph: Graph) -> int:
-    total = 0
-    for node in graph.nodes:
-        if node.op != "kernel":
-            continue
-        body = node.attrs.get("body")
-        total += _count_kernels(body) if isinstance(body, Graph) else 1
-    return total
-
-
 def _sig(infos: tuple[TensorInfo, ...]) -> str:
-    return ", ".join(f"{t.name}: {t.dtype}{list(t.shape) if t.shape is not None else '[?]'}"
-                     for t in infos)
+    return ", ".join(
+        f"{t.name}: {t.dtype}{list(t.shape) if t.shape is not None else '[?]'}"
+        for t in infos
+    )
 
 
 def _bind(t: TensorInfo, shape: tuple[int, ...], dims: dict[str, int]) -> None:
@@ -362,7 +415,9 @@ def _bind(t: TensorInfo, shape: tuple[int, ...], dims: dict[str, int]) -> None:
         raise InputError(
             f"input {t.name!r} has shape {list(shape)}; the model expects rank "
             f"{len(t.shape)}: {list(t.shape)}",
-            input=t.name, expected=t.shape, given=shape,
+            input=t.name,
+            expected=t.shape,
+            given=shape,
         )
     for axis, (want, got) in enumerate(zip(t.shape, shape, strict=True)):
         if isinstance(want, int):
@@ -370,7 +425,9 @@ def _bind(t: TensorInfo, shape: tuple[int, ...], dims: dict[str, int]) -> None:
                 raise InputError(
                     f"input {t.name!r} has shape {list(shape)}; the model expects "
                     f"{list(t.shape)} (axis {axis} must be {want})",
-                    input=t.name, expected=t.shape, given=shape,
+                    input=t.name,
+                    expected=t.shape,
+                    given=shape,
                 )
         elif want != "?":
             bound = dims.setdefault(want, got)
@@ -378,12 +435,14 @@ def _bind(t: TensorInfo, shape: tuple[int, ...], dims: dict[str, int]) -> None:
                 raise InputError(
                     f"dim {want!r} is {bound} in one input but {got} in {t.name!r} "
                     f"(axis {axis}); inputs sharing a dim name must agree",
-                    input=t.name, dim=want,
+                    input=t.name,
+                    dim=want,
                 )
 
 
-def _plan(host: Graph, consts: Mapping[str, np.ndarray],
-          records: Mapping[str, SubgraphRecord]) -> tuple[_Step, ...]:
+def _plan(
+    host: Graph, consts: Mapping[str, np.ndarray], records: Mapping[str, SubgraphRecord]
+) -> tuple[_Step, ...]:
     """Precompute the host graph walk, including when each value can be freed."""
     ptr = host.node_row_ptr
     steps: list[_Step] = []
@@ -398,20 +457,27 @@ def _plan(host: Graph, consts: Mapping[str, np.ndarray],
         elif node.name == SYM_OP:
             value = node.attrs.get("value")
             shape = node.shapes[0] or ()
-            if not isinstance(value, tuple) or not all(isinstance(v, int | Sym) for v in value):
-                raise FormatError(f"host node {node.describe(nid)} has a bad symbolic value")
+            if not isinstance(value, tuple) or not all(
+                isinstance(v, int | Sym) for v in value
+            ):
+                raise FormatError(
+                    f"host node {node.describe(nid)} has a bad symbolic value"
+                )
             steps.append(_Step("sym", outs, payload=(value, shape)))
         elif node.name == CALL_OP:
             symbol = node.attrs.get("symbol")
-            if symbol not in records:
+            if not isinstance(symbol, str) or symbol not in records:
                 raise FormatError(f"host graph calls unknown subgraph {symbol!r}")
-            if len(node.inputs) != len(records[symbol].graph.input_ids) or \
-                    node.num_outputs != len(records[symbol].graph.heads):
+            if len(node.inputs) != len(
+                records[symbol].graph.input_ids
+            ) or node.num_outputs != len(records[symbol].graph.heads):
                 raise FormatError(f"host call of {symbol} does not match its subgraph")
             ins = tuple(host.entry_id(e) for e in node.inputs)
             steps.append(_Step("call", outs, ins, symbol))
         else:
-            raise FormatError(f"host graph node {node.describe(nid)} is not a call, input or value")
+            raise FormatError(
+                f"host graph node {node.describe(nid)} is not a call, input or value"
+            )
     heads = {host.entry_id(h) for h in host.heads}
     last: dict[int, int] = {}
     for i, step in enumerate(steps):
@@ -422,5 +488,6 @@ def _plan(host: Graph, consts: Mapping[str, np.ndarray],
         if slot not in heads:
             frees.setdefault(i, []).append(slot)
     return tuple(
-        _Step(s.kind, s.outs, s.ins, s.payload, tuple(frees.get(i, ()))) for i, s in enumerate(steps)
+        _Step(s.kind, s.outs, s.ins, s.payload, tuple(frees.get(i, ())))
+        for i, s in enumerate(steps)
     )

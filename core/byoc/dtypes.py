@@ -55,7 +55,7 @@ def dtype_name(value: Any) -> str:
             ) from None
     try:
         name = np.dtype(value).name
-    except TypeError:
+    except (TypeError, ValueError):
         name = None
     if name in _ONNX_CODES:
         return name

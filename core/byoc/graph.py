@@ -162,7 +162,9 @@ class Graph:
         users: list[list[int]] = [[] for _ in self.nodes]
         for nid, node in enumerate(self.nodes):
             for e in node.inputs:
-                if not e.absent and (not users[e.node_id] or users[e.node_id][-1] != nid):
+                if not e.absent and (
+                    not users[e.node_id] or users[e.node_id][-1] != nid
+                ):
                     users[e.node_id].append(nid)
         return tuple(tuple(u) for u in users)
 
@@ -192,7 +194,9 @@ class Graph:
             "node_row_ptr": list(self.node_row_ptr),
         }
 
-    def to_json(self, codecs: Mapping[str, AttrCodec] | None = None, indent: int | None = None) -> str:
+    def to_json(
+        self, codecs: Mapping[str, AttrCodec] | None = None, indent: int | None = None
+    ) -> str:
         """JSON text; ``Graph.from_json(g.to_json()) == g`` exactly."""
         return json.dumps(self.to_dict(codecs), indent=indent, allow_nan=False)
 
@@ -203,12 +207,16 @@ class Graph:
         plugins: Mapping[str, str] | None = None,
         depth: int = 0,
     ) -> Graph:
-        """Parse and fully validate a graph dict; anything malformed is a FormatError."""
+        """Parse and fully validate a graph dict; anything malformed is a "
+        "FormatError."""
         if depth > MAX_DEPTH:
             raise FormatError("graph nested too deeply")
         _need(isinstance(data, dict), "graph must be a mapping")
         version = data.get("version")
-        _need(isinstance(version, int) and not isinstance(version, bool), "graph version missing")
+        _need(
+            isinstance(version, int) and not isinstance(version, bool),
+            "graph version missing",
+        )
         if version > GRAPH_FORMAT_VERSION:
             raise FormatError(
                 f"graph format version {version} is newer than this byoc reads "
@@ -219,19 +227,26 @@ class Graph:
         nodes = tuple(_node_from_dict(n, codecs, plugins, depth) for n in raw_nodes)
         heads = _entries(data.get("heads"), "graph.heads")
         names = data.get("head_names", [])
-        _need(isinstance(names, list) and all(isinstance(x, str) for x in names),
-              "graph.head_names must be a list of strings")
+        _need(
+            isinstance(names, list) and all(isinstance(x, str) for x in names),
+            "graph.head_names must be a list of strings",
+        )
         try:
             graph = Graph(nodes, heads, tuple(names))
         except GraphError as exc:
             raise FormatError(f"inconsistent graph: {exc}") from exc
-        for key, derived in (("arg_nodes", graph.arg_nodes), ("node_row_ptr", graph.node_row_ptr)):
+        for key, derived in (
+            ("arg_nodes", graph.arg_nodes),
+            ("node_row_ptr", graph.node_row_ptr),
+        ):
             if key in data and data[key] != list(derived):
                 raise FormatError(f"graph.{key} does not match the nodes")
         return graph
 
     @staticmethod
-    def from_json(text: str | bytes, codecs: Mapping[str, AttrCodec] | None = None) -> Graph:
+    def from_json(
+        text: str | bytes, codecs: Mapping[str, AttrCodec] | None = None
+    ) -> Graph:
         """Inverse of :meth:`to_json`."""
         try:
             data = json.loads(text)
@@ -253,8 +268,10 @@ def _entries(raw: Any, where: str) -> tuple[JSONGraphNodeEntry, ...]:
     _need(isinstance(raw, list), f"{where} must be a list")
     out = []
     for e in raw:
-        _need(isinstance(e, list) and len(e) == 3 and all(_is_int(x) for x in e),
-              f"{where} entries must be [node_id, index, version]")
+        _need(
+            isinstance(e, list) and len(e) == 3 and all(_is_int(x) for x in e),
+            f"{where} entries must be [node_id, index, version]",
+        )
         out.append(JSONGraphNodeEntry(*e))
     return tuple(out)
 
@@ -270,18 +287,26 @@ def _node_from_dict(
     _need(op in NODE_KINDS, f"node op must be one of {NODE_KINDS}, got {op!r:.40}")
     _need(isinstance(name, str), "node name must be a string")
     attrs = raw.get("attrs", {})
-    _need(isinstance(attrs, dict) and all(isinstance(k, str) for k in attrs),
-          "node attrs must be a mapping")
+    _need(
+        isinstance(attrs, dict) and all(isinstance(k, str) for k in attrs),
+        "node attrs must be a mapping",
+    )
     shapes = raw.get("shape")
     dtypes = raw.get("dtype")
-    _need(isinstance(shapes, list) and isinstance(dtypes, list), "node shape/dtype missing")
+    _need(
+        isinstance(shapes, list) and isinstance(dtypes, list),
+        "node shape/dtype missing",
+    )
     parsed_shapes: list[Shape | None] = []
     for s in shapes:
         if s is None:
             parsed_shapes.append(None)
             continue
-        _need(isinstance(s, list) and all(
-            (_is_int(d) and d >= 0) or isinstance(d, str) for d in s), "bad shape")
+        _need(
+            isinstance(s, list)
+            and all((_is_int(d) and d >= 0) or isinstance(d, str) for d in s),
+            "bad shape",
+        )
         parsed_shapes.append(tuple(s))
     _need(all(isinstance(d, str) for d in dtypes), "dtypes must be strings")
     label = raw.get("label", "")
@@ -307,10 +332,14 @@ def _validate(graph: Graph) -> None:
         if not isinstance(node.inputs, tuple) or not isinstance(node.shapes, tuple):
             raise GraphError(f"{where}: inputs and shapes must be tuples")
         if len(node.shapes) != len(node.dtypes) or not node.shapes:
-            raise GraphError(f"{where}: needs one shape and one dtype per output (at least one)")
+            raise GraphError(
+                f"{where}: needs one shape and one dtype per output (at least one)"
+            )
         if node.op != "kernel":
             if node.inputs or node.num_outputs != 1:
-                raise GraphError(f"{where}: {node.op} nodes have no inputs and one output")
+                raise GraphError(
+                    f"{where}: {node.op} nodes have no inputs and one output"
+                )
             if node.op == "input":
                 if node.name in seen_inputs:
                     raise GraphError(f"{where}: duplicate input name {node.name!r}")
@@ -320,12 +349,18 @@ def _validate(graph: Graph) -> None:
                 continue
             if not 0 <= e.node_id < nid:
                 raise GraphError(
-                    f"{where}: input ({e.node_id}, {e.index}) must refer to an earlier node"
+                    f"{where}: input ({e.node_id}, {e.index}) must refer to an "
+                    "earlier node"
                 )
             if not 0 <= e.index < graph.nodes[e.node_id].num_outputs:
-                raise GraphError(f"{where}: input ({e.node_id}, {e.index}) has no such output")
+                raise GraphError(
+                    f"{where}: input ({e.node_id}, {e.index}) has no such output"
+                )
     for e in graph.heads:
-        if not 0 <= e.node_id < len(graph.nodes) or not 0 <= e.index < graph.nodes[e.node_id].num_outputs:
+        if (
+            not 0 <= e.node_id < len(graph.nodes)
+            or not 0 <= e.index < graph.nodes[e.node_id].num_outputs
+        ):
             raise GraphError(f"head ({e.node_id}, {e.index}) has no such output")
     if graph.head_names and len(graph.head_names) != len(graph.heads):
         raise GraphError("head_names must name every head")

@@ -41,8 +41,18 @@ SYM_OP = "byoc.sym"
 
 # Folding these would bake one random draw (or training behaviour) into the model.
 _NO_FOLD = frozenset(
-    {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
-     "Multinomial", "Bernoulli", "Dropout", "If", "Loop", "Scan"}
+    {
+        "RandomNormal",
+        "RandomUniform",
+        "RandomNormalLike",
+        "RandomUniformLike",
+        "Multinomial",
+        "Bernoulli",
+        "Dropout",
+        "If",
+        "Loop",
+        "Scan",
+    }
 )
 _FOLD_MAX_BYTES = 16 << 20
 
@@ -61,14 +71,21 @@ def import_onnx(model: onnx.ModelProto | str | os.PathLike[str]) -> ImportedMode
     proto = _load(model)
     proto = _normalize_opset(proto)
     if proto.functions:
-        proto = onnx.inliner.inline_local_functions(proto)
+        from onnx import inliner
+
+        proto = inliner.inline_local_functions(proto)
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as exc:
-        raise ModelError(f"the ONNX model is invalid: {exc}") from exc
+        # Exporters often leave graph outputs without a shape; shape inference
+        # fills them in, so that one complaint is not worth rejecting a model.
+        if "Field 'shape' of 'type' is required" not in str(exc):
+            raise ModelError(f"the ONNX model is invalid: {exc}") from exc
     proto = _name_unknown_input_dims(proto)
     try:
-        proto = onnx.shape_inference.infer_shapes(proto, strict_mode=False, data_prop=True)
+        proto = onnx.shape_inference.infer_shapes(
+            proto, strict_mode=False, data_prop=True
+        )
     except Exception:  # inference is best effort: missing shapes stay unknown
         pass
     return _Importer(proto).run()
@@ -81,10 +98,16 @@ def _load(model: onnx.ModelProto | str | os.PathLike[str]) -> onnx.ModelProto:
         try:
             return onnx.load(os.fspath(model))
         except FileNotFoundError:
-            raise ModelError(f"model file {os.fspath(model)!r} does not exist") from None
+            raise ModelError(
+                f"model file {os.fspath(model)!r} does not exist"
+            ) from None
         except Exception as exc:
-            raise ModelError(f"cannot read ONNX model {os.fspath(model)!r}: {exc}") from exc
-    raise ModelError(f"expected an onnx.ModelProto or a path, got {type(model).__name__}")
+            raise ModelError(
+                f"cannot read ONNX model {os.fspath(model)!r}: {exc}"
+            ) from exc
+    raise ModelError(
+        f"expected an onnx.ModelProto or a path, got {type(model).__name__}"
+    )
 
 
 def default_opset(proto: onnx.ModelProto) -> int:
@@ -108,7 +131,8 @@ def _normalize_opset(proto: onnx.ModelProto) -> onnx.ModelProto:
         raise ModelError(
             f"the model uses ONNX opset {version}; byoc imports opsets {MIN_OPSET}-"
             f"{MAX_OPSET} and onnx.version_converter could not convert it to {target}: "
-            f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r}. Re-export "
+            f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r}. "
+            "Re-export "
             f"the model at an opset in {MIN_OPSET}-{MAX_OPSET}.",
             opset=version,
         ) from exc
@@ -121,8 +145,10 @@ def _unchanged_since(proto: onnx.ModelProto, target: int) -> bool:
     for revisions that only added element types; for those, relabelling the opset is
     exact as long as every tensor type the node uses was already allowed at ``target``.
     """
-    types = {vi.name: vi.type.tensor_type.elem_type
-             for vi in (*proto.graph.input, *proto.graph.output, *proto.graph.value_info)}
+    types = {
+        vi.name: vi.type.tensor_type.elem_type
+        for vi in (*proto.graph.input, *proto.graph.output, *proto.graph.value_info)
+    }
     types.update({t.name: t.data_type for t in proto.graph.initializer})
     for node in proto.graph.node:
         if node.domain not in ("", "ai.onnx"):
@@ -138,7 +164,9 @@ def _unchanged_since(proto: onnx.ModelProto, target: int) -> bool:
             code = types.get(name)
             if code is None:
                 continue
-            tname = f"tensor({helper.tensor_dtype_to_string(code).split('.')[-1].lower()})"
+            tname = (
+                f"tensor({helper.tensor_dtype_to_string(code).split('.')[-1].lower()})"
+            )
             if not any(tname in c.allowed_type_strs for c in old.type_constraints):
                 return False
     return True
@@ -158,7 +186,8 @@ def _name_unknown_input_dims(proto: onnx.ModelProto) -> onnx.ModelProto:
     inits = {t.name for t in proto.graph.initializer}
     todo = [
         (vi, axis, dim)
-        for vi in proto.graph.input if vi.name not in inits
+        for vi in proto.graph.input
+        if vi.name not in inits
         for axis, dim in enumerate(vi.type.tensor_type.shape.dim)
         if not dim.HasField("dim_value") and not dim.dim_param
     ]
@@ -168,7 +197,9 @@ def _name_unknown_input_dims(proto: onnx.ModelProto) -> onnx.ModelProto:
     out.CopyFrom(proto)
     by_name = {vi.name: vi for vi in out.graph.input}
     for vi, axis, _ in todo:
-        by_name[vi.name].type.tensor_type.shape.dim[axis].dim_param = f"{vi.name}_d{axis}"
+        by_name[vi.name].type.tensor_type.shape.dim[
+            axis
+        ].dim_param = f"{vi.name}_d{axis}"
     return out
 
 
@@ -207,7 +238,8 @@ def convert_attribute(attr: onnx.AttributeProto) -> Any:
         return value
     raise ModelError(
         f"attribute {attr.name!r} has ONNX type "
-        f"{onnx.AttributeProto.AttributeType.Name(attr.type)}, which byoc does not import"
+        f"{onnx.AttributeProto.AttributeType.Name(attr.type)}, which byoc does not "
+        "import"
     )
 
 
@@ -218,7 +250,8 @@ def _to_array(tensor: onnx.TensorProto, base_dir: str | None = None) -> np.ndarr
     except (DTypeError, Exception) as exc:
         raise ModelError(
             f"constant {tensor.name!r} has element type "
-            f"{helper.tensor_dtype_to_string(tensor.data_type)}, which byoc cannot store: {exc}"
+            f"{helper.tensor_dtype_to_string(tensor.data_type)}, which byoc cannot "
+            f"store: {exc}"
         ) from exc
     return np.asarray(array, order="C")
 
@@ -267,15 +300,22 @@ class _Importer:
                 continue
             shape, dtype = self.specs[vi.name]
             if dtype == UNKNOWN:
-                raise ModelError(f"graph input {vi.name!r} has no tensor type byoc supports")
+                raise ModelError(
+                    f"graph input {vi.name!r} has no tensor type byoc supports"
+                )
             self.bound_dims.update(d for d in shape or () if isinstance(d, str))
-            self._emit(JSONGraphNode("input", vi.name, shapes=(shape,), dtypes=(dtype,)), [vi.name])
+            self._emit(
+                JSONGraphNode("input", vi.name, shapes=(shape,), dtypes=(dtype,)),
+                [vi.name],
+            )
         for i, node in enumerate(g.node):
             self._node(i, node)
         heads = tuple(self._materialize(o.name) for o in g.output)
         graph = _prune(tuple(self.nodes), heads, tuple(o.name for o in g.output))
         used = {n.name for n in graph.nodes if n.op == "const"}
-        return ImportedModel(graph, {k: v for k, v in self.consts.items() if k in used}, self.opset)
+        return ImportedModel(
+            graph, {k: v for k, v in self.consts.items() if k in used}, self.opset
+        )
 
     def _emit(self, node: JSONGraphNode, outputs: list[str]) -> None:
         nid = len(self.nodes)
@@ -293,12 +333,28 @@ class _Importer:
         value = self.known.get(name)
         if isinstance(value, np.ndarray):
             self.consts[name] = value
-            self._emit(JSONGraphNode("const", name, shapes=(tuple(value.shape),),
-                                     dtypes=(dtype_name(value.dtype),)), [name])
+            self._emit(
+                JSONGraphNode(
+                    "const",
+                    name,
+                    shapes=(tuple(value.shape),),
+                    dtypes=(dtype_name(value.dtype),),
+                ),
+                [name],
+            )
         elif isinstance(value, _SymValue):
             shape: Shape = () if value.scalar else (len(value.elems),)
-            self._emit(JSONGraphNode("kernel", SYM_OP, attrs={"value": value.elems},
-                                     shapes=(shape,), dtypes=("int64",), label=name), [name])
+            self._emit(
+                JSONGraphNode(
+                    "kernel",
+                    SYM_OP,
+                    attrs={"value": value.elems},
+                    shapes=(shape,),
+                    dtypes=("int64",),
+                    label=name,
+                ),
+                [name],
+            )
         else:
             raise ModelError(f"tensor {name!r} is used but never produced")
         return self.entry[name]
@@ -345,18 +401,28 @@ class _Importer:
 
     def _fold_const(self, node: onnx.NodeProto) -> bool:
         """Evaluate a node whose inputs are all constants, if that stays small."""
-        if node.op_type in _NO_FOLD or not node.input or any(a.g.node for a in node.attribute):
+        if (
+            node.op_type in _NO_FOLD
+            or not node.input
+            or any(a.g.node for a in node.attribute)
+        ):
             return False
-        values = [self.known.get(i) if i else None for i in node.input]
-        if any(i and not isinstance(v, np.ndarray) for i, v in zip(node.input, values, strict=True)):
-            return False
+        values: list[np.ndarray | None] = []
+        for name in node.input:
+            value = self.known.get(name) if name else None
+            if name and not isinstance(value, np.ndarray):
+                return False
+            values.append(value if isinstance(value, np.ndarray) else None)
         in_bytes = sum(v.nbytes for v in values if v is not None)
         budget = min(_FOLD_MAX_BYTES, 2 * in_bytes + 4096)
         for out in node.output:
             shape, dtype = self.specs.get(out, (None, UNKNOWN))
-            if shape is None or not all(isinstance(d, int) for d in shape) or dtype == UNKNOWN:
+            if shape is None or dtype == UNKNOWN:
                 return False
-            if math.prod(shape) * np.dtype(dtype).itemsize > budget:
+            sizes = [d for d in shape if isinstance(d, int)]
+            if len(sizes) != len(shape):
+                return False
+            if math.prod(sizes) * np.dtype(dtype).itemsize > budget:
                 return False
         try:
             results = _evaluate(node, values, self.opset)
@@ -384,8 +450,12 @@ class _Importer:
         value = self.known.get(name)
         if isinstance(value, _SymValue):
             return value
-        if isinstance(value, np.ndarray) and value.dtype.kind in "iu" and value.ndim <= 1 \
-                and value.size <= 64:
+        if (
+            isinstance(value, np.ndarray)
+            and value.dtype.kind in "iu"
+            and value.ndim <= 1
+            and value.size <= 64
+        ):
             return _SymValue(tuple(int(x) for x in value.reshape(-1)), value.ndim == 0)
         return None
 
@@ -403,96 +473,168 @@ def _constant_value(node: onnx.NodeProto) -> np.ndarray:
         return np.array(value, dtype=np.int64)
     if attr.name == "value_ints":
         return np.array(value, dtype=np.int64)
-    raise ModelError(f"Constant {node.name!r} uses {attr.name}, which byoc does not import")
+    raise ModelError(
+        f"Constant {node.name!r} uses {attr.name}, which byoc does not import"
+    )
 
 
-def _evaluate(node: onnx.NodeProto, values: list[np.ndarray | None], opset: int) -> list[Any]:
+def _evaluate(
+    node: onnx.NodeProto, values: list[np.ndarray | None], opset: int
+) -> list[Any]:
     """Run one node with onnx's reference evaluator (compile-time folding only)."""
     from onnx.reference import ReferenceEvaluator
 
-    feeds = {name: v for name, v in zip(node.input, values, strict=True) if name}
+    feeds = {
+        name: v for name, v in zip(node.input, values, strict=True) if v is not None
+    }
     inputs = [
-        helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+        helper.make_tensor_value_info(
+            name, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape
+        )
         for name, v in feeds.items()
     ]
     outputs = [helper.make_empty_tensor_value_info(o) for o in node.output if o]
     graph = helper.make_graph([node], "fold", inputs, outputs)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    return ReferenceEvaluator(model).run(None, feeds)
+    return list(ReferenceEvaluator(model).run(None, feeds))
 
 
 def _sym_eval(imp: _Importer, node: onnx.NodeProto) -> _SymValue | None:
     """Symbolic value of ``node``'s first output, or None when not foldable."""
-    op = node.op_type
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    if op in ("Shape", "Size"):
-        shape, _ = imp.specs.get(node.input[0], (None, UNKNOWN))
-        if shape is None or any(isinstance(d, str) and d not in imp.bound_dims for d in shape):
-            return None
-        dims: list[SymLike] = [Sym.dim(d) if isinstance(d, str) else d for d in shape]
-        if op == "Size":
-            total: SymLike = 1
-            for d in dims:
-                total = Sym.binary("mul", total, d)
-            return _SymValue((total,), True)
-        rank = len(dims)
-        start = attrs.get("start", 0)
-        end = attrs.get("end", rank)
-        start, end = (max(0, min(rank, x + rank if x < 0 else x)) for x in (start, end))
-        return _SymValue(tuple(dims[start:end]), False)
-    ins = [imp.sym_input(i) if i else None for i in node.input]
-    if not ins or ins[0] is None:
+    if node.op_type in ("Shape", "Size"):
+        return _sym_shape(imp, node, attrs)
+    rule = _SYM_RULES.get(node.op_type)
+    if rule is None or not node.input:
         return None
-    if not any(isinstance(imp.known.get(i), _SymValue) for i in node.input if i):
+    ins = [imp.sym_input(i) if i else None for i in node.input]
+    if ins[0] is None or not any(
+        isinstance(imp.known.get(i), _SymValue) for i in node.input if i
+    ):
         return None  # all constant: ordinary constant folding handles it
+    return rule(ins, attrs)
+
+
+def _sym_shape(
+    imp: _Importer, node: onnx.NodeProto, attrs: dict[str, Any]
+) -> _SymValue | None:
+    shape, _ = imp.specs.get(node.input[0], (None, UNKNOWN))
+    if shape is None or any(
+        isinstance(d, str) and d not in imp.bound_dims for d in shape
+    ):
+        return None
+    dims: list[SymLike] = [Sym.dim(d) if isinstance(d, str) else d for d in shape]
+    if node.op_type == "Size":
+        total: SymLike = 1
+        for d in dims:
+            total = Sym.binary("mul", total, d)
+        return _SymValue((total,), True)
+    rank = len(dims)
+    bounds = [attrs.get("start", 0), attrs.get("end", rank)]
+    start, end = (max(0, min(rank, x + rank if x < 0 else x)) for x in bounds)
+    return _SymValue(tuple(dims[start:end]), False)
+
+
+def _ints(value: _SymValue | None) -> tuple[int, ...] | None:
+    """The elements of a constant index/axes input, or None if any is symbolic."""
+    if value is None or not all(isinstance(e, int) for e in value.elems):
+        return None
+    return tuple(int(e) for e in value.elems)  # type: ignore[arg-type]
+
+
+_SymIns = list[_SymValue | None]
+
+
+def _sym_identity(ins: _SymIns, attrs: dict[str, Any]) -> _SymValue | None:
+    return ins[0]
+
+
+def _sym_cast(ins: _SymIns, attrs: dict[str, Any]) -> _SymValue | None:
+    return ins[0] if dtype_name(attrs["to"]) in ("int64", "int32") else None
+
+
+def _sym_gather(ins: _SymIns, attrs: dict[str, Any]) -> _SymValue | None:
+    x, idx = ins[0], _ints(ins[1] if len(ins) > 1 else None)
+    if x is None or x.scalar or idx is None or attrs.get("axis", 0) != 0:
+        return None
+    n = len(x.elems)
+    if not all(-n <= i < n for i in idx):
+        return None
+    assert ins[1] is not None
+    return _SymValue(tuple(x.elems[i] for i in idx), ins[1].scalar)
+
+
+def _sym_unsqueeze(ins: _SymIns, attrs: dict[str, Any]) -> _SymValue | None:
     x = ins[0]
-    if op in ("Identity",):
-        return x
-    if op == "Cast":
-        return x if dtype_name(attrs["to"]) in ("int64", "int32") else None
-    if op == "Gather":
-        idx = ins[1]
-        if idx is None or attrs.get("axis", 0) != 0 or x.scalar:
+    axes = _ints(ins[1]) if len(ins) > 1 else tuple(attrs.get("axes", ()))
+    if x is None or not x.scalar or axes not in ((0,), (-1,)):
+        return None
+    return _SymValue(x.elems, False)
+
+
+def _sym_squeeze(ins: _SymIns, attrs: dict[str, Any]) -> _SymValue | None:
+    x = ins[0]
+    if x is None or x.scalar or len(x.elems) != 1:
+        return None
+    return _SymValue(x.elems, True)
+
+
+def _sym_concat(ins: _SymIns, attrs: dict[str, Any]) -> _SymValue | None:
+    if attrs.get("axis") not in (0, -1):
+        return None
+    parts = [v for v in ins if v is not None and not v.scalar]
+    if len(parts) != len(ins):
+        return None
+    return _SymValue(tuple(e for v in parts for e in v.elems), False)
+
+
+def _sym_slice(ins: _SymIns, attrs: dict[str, Any]) -> _SymValue | None:
+    x = ins[0]
+    params = [_ints(v) for v in ins[1:]]
+    if x is None or x.scalar or len(params) < 2:
+        return None
+    starts, ends = params[0], params[1]
+    axes = params[2] if len(params) > 2 and ins[3] is not None else (0,)
+    steps = params[3] if len(params) > 3 and ins[4] is not None else (1,)
+    if starts is None or ends is None or axes not in ((0,), (-1,)) or not steps:
+        return None
+    return _SymValue(tuple(x.elems[slice(starts[0], ends[0], steps[0])]), False)
+
+
+def _sym_arith(op: str) -> Any:
+    def rule(ins: _SymIns, attrs: dict[str, Any]) -> _SymValue | None:
+        if len(ins) != 2 or ins[0] is None or ins[1] is None:
             return None
-        n = len(x.elems)
-        picked = tuple(x.elems[int(i) + n if int(i) < 0 else int(i)] for i in idx.elems)
-        return _SymValue(picked, idx.scalar)
-    if op == "Unsqueeze":
-        axes = ins[1].elems if len(ins) > 1 and ins[1] else attrs.get("axes")
-        return _SymValue(x.elems, False) if x.scalar and list(axes or []) in ([0], [-1]) else None
-    if op == "Squeeze":
-        return _SymValue(x.elems, True) if not x.scalar and len(x.elems) == 1 else None
-    if op == "Concat":
-        if attrs.get("axis") not in (0, -1) or any(v is None or v.scalar for v in ins):
-            return None
-        return _SymValue(tuple(e for v in ins for e in v.elems), False)  # type: ignore[union-attr]
-    if op == "Slice":
-        if x.scalar or len(ins) < 3 or ins[1] is None or ins[2] is None:
-            return None
-        params = [v.elems if v is not None else None for v in ins[1:]]
-        axes = params[2] if len(params) > 2 and params[2] is not None else (0,)
-        steps = params[3] if len(params) > 3 and params[3] is not None else (1,)
-        if tuple(axes) not in ((0,), (-1,)) or not all(isinstance(s, int) for s in (*params[0], *params[1], *steps)):
-            return None
-        sl = slice(int(params[0][0]), int(params[1][0]), int(steps[0]))
-        return _SymValue(tuple(x.elems[sl]), False)
-    if op in ("Add", "Sub", "Mul", "Div", "Max", "Min"):
-        if len(ins) != 2 or ins[1] is None:
-            return None
-        a, b = ins
-        if len(a.elems) != len(b.elems) and 1 not in (len(a.elems), len(b.elems)):
-            return None
+        a, b = ins[0], ins[1]
         n = max(len(a.elems), len(b.elems))
+        if {len(a.elems), len(b.elems)} - {1, n}:
+            return None
         ea = a.elems * n if len(a.elems) == 1 else a.elems
         eb = b.elems * n if len(b.elems) == 1 else b.elems
-        name = op.lower()
-        return _SymValue(tuple(Sym.binary(name, p, q) for p, q in zip(ea, eb, strict=True)),
-                         a.scalar and b.scalar)
-    return None
+        values = tuple(Sym.binary(op, p, q) for p, q in zip(ea, eb, strict=True))
+        return _SymValue(values, a.scalar and b.scalar)
+
+    return rule
 
 
-def _prune(nodes: tuple[JSONGraphNode, ...], heads: tuple[JSONGraphNodeEntry, ...],
-           names: tuple[str, ...]) -> Graph:
+# Shape-arithmetic ops the importer folds, one small rule per op.
+_SYM_RULES: dict[str, Any] = {
+    "Identity": _sym_identity,
+    "Cast": _sym_cast,
+    "Gather": _sym_gather,
+    "Unsqueeze": _sym_unsqueeze,
+    "Squeeze": _sym_squeeze,
+    "Concat": _sym_concat,
+    "Slice": _sym_slice,
+    **{op: _sym_arith(op.lower()) for op in ("Add", "Sub", "Mul", "Div", "Max", "Min")},
+}
+
+
+def _prune(
+    nodes: tuple[JSONGraphNode, ...],
+    heads: tuple[JSONGraphNodeEntry, ...],
+    names: tuple[str, ...],
+) -> Graph:
     """Drop nodes no head depends on (inputs always stay: they are the signature)."""
     live = [n.op == "input" for n in nodes]
     for e in heads:
@@ -509,7 +651,9 @@ def _prune(nodes: tuple[JSONGraphNode, ...], heads: tuple[JSONGraphNodeEntry, ..
             continue
         remap[nid] = len(kept)
         kept.append(_reindex(node, remap))
-    new_heads = tuple(JSONGraphNodeEntry(remap[e.node_id], e.index, e.version) for e in heads)
+    new_heads = tuple(
+        JSONGraphNodeEntry(remap[e.node_id], e.index, e.version) for e in heads
+    )
     return Graph(tuple(kept), new_heads, names)
 
 
@@ -518,7 +662,10 @@ def _reindex(node: JSONGraphNode, remap: Mapping[int, int]) -> JSONGraphNode:
         return node
     from dataclasses import replace
 
-    return replace(node, inputs=tuple(
-        e if e.absent else JSONGraphNodeEntry(remap[e.node_id], e.index, e.version)
-        for e in node.inputs
-    ))
+    return replace(
+        node,
+        inputs=tuple(
+            e if e.absent else JSONGraphNodeEntry(remap[e.node_id], e.index, e.version)
+            for e in node.inputs
+        ),
+    )

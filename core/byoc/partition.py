@@ -112,12 +112,18 @@ def ask(backend: type[Backend], info: NodeInfo) -> Support:
     try:
         answer = backend.supports(info)
     except Exception as exc:  # a broken plugin must not break partitioning
-        return Support.no(f"{backend.name}: support query raised {type(exc).__name__}: {exc}")
+        return Support.no(
+            f"{backend.name}: support query raised {type(exc).__name__}: {exc}"
+        )
     if isinstance(answer, Support):
         if not answer.ok and not answer.reason:
             return Support.no(f"{backend.name}: declined without a reason")
         return answer
-    return Support.yes() if answer else Support.no(f"{backend.name}: declined without a reason")
+    return (
+        Support.yes()
+        if answer
+        else Support.no(f"{backend.name}: declined without a reason")
+    )
 
 
 # --------------------------------------------------------------------------
@@ -134,8 +140,9 @@ class _Unit:
     pattern: str = ""
 
 
-def _match_chain(graph: Graph, start: int, ops: Sequence[str], taken: Sequence[bool],
-                 heads: set[int]) -> tuple[int, ...] | None:
+def _match_chain(
+    graph: Graph, start: int, ops: Sequence[str], taken: Sequence[bool], heads: set[int]
+) -> tuple[int, ...] | None:
     chain = [start]
     for op in ops[1:]:
         cur = chain[-1]
@@ -156,7 +163,9 @@ def _assign(
     backends: Sequence[type[Backend]],
     use_patterns: Sequence[bool],
 ) -> tuple[list[_Unit], dict[int, tuple[tuple[str, str], ...]]]:
-    kernel_ids = [i for i, n in enumerate(graph.nodes) if n.op == "kernel" and n.name != SYM_OP]
+    kernel_ids = [
+        i for i, n in enumerate(graph.nodes) if n.op == "kernel" and n.name != SYM_OP
+    ]
     taken = [False] * len(graph.nodes)
     heads = {h.node_id for h in graph.heads}
     units: list[_Unit] = []
@@ -168,7 +177,9 @@ def _assign(
                     if taken[nid] or graph.nodes[nid].name != pattern.ops[0]:
                         continue
                     chain = _match_chain(graph, nid, pattern.ops, taken, heads)
-                    if chain is None or not _pattern_ok(backend, pattern, [infos[c] for c in chain]):
+                    if chain is None or not _pattern_ok(
+                        backend, pattern, [infos[c] for c in chain]
+                    ):
                         continue
                     for c in chain:
                         taken[c] = True
@@ -186,12 +197,18 @@ def _assign(
         if not taken[nid]:
             node = graph.nodes[nid]
             reasons = dict(declined[nid])
-            detail = "; ".join(f"{b}: {r}" for b, r in reasons.items()) or "no backends selected"
+            detail = (
+                "; ".join(f"{b}: {r}" for b, r in reasons.items())
+                or "no backends selected"
+            )
             raise UnsupportedError(
                 f"no selected backend runs {node.describe(nid)} (backends asked: "
                 f"{', '.join(b.name for b in backends) or 'none'}). Reasons: {detail}. "
-                "Install or select a backend that supports it (byoc backends lists them).",
-                op=node.name, node=node.label or nid, backends=tuple(b.name for b in backends),
+                "Install or select a backend that supports it (byoc backends lists "
+                "them).",
+                op=node.name,
+                node=node.label or nid,
+                backends=tuple(b.name for b in backends),
                 reasons=reasons,
             )
     units.sort(key=lambda u: max(u.nodes))
@@ -205,7 +222,9 @@ def _patterns(backend: type[Backend]) -> Sequence[Pattern]:
         return ()
 
 
-def _pattern_ok(backend: type[Backend], pattern: Pattern, infos: list[NodeInfo]) -> bool:
+def _pattern_ok(
+    backend: type[Backend], pattern: Pattern, infos: list[NodeInfo]
+) -> bool:
     if pattern.check is None:
         return True
     try:
@@ -226,101 +245,109 @@ class _Group:
     anc: int = 0  # bitset of group ids this group depends on (transitively closed)
 
 
-def _group(graph: Graph, units: Sequence[_Unit]) -> list[_Group]:
-    """Merge units into maximal convex single-backend regions (see module docs)."""
-    unit_of: dict[int, int] = {}
-    for ui, unit in enumerate(units):
-        for nid in unit.nodes:
-            unit_of[nid] = ui
-    groups: list[_Group | None] = []
-    group_of_unit: list[int] = [-1] * len(units)
+class _Regions:
+    """Regions under construction, with transitively closed ancestor bitsets.
 
-    def find(ui: int) -> int:
-        g = group_of_unit[ui]
-        while groups[g] is None:  # merged away: follow the forwarding entry
-            g = forward[g]
-        group_of_unit[ui] = g
+    Invariant: ``groups[g].anc`` holds every region ``g`` depends on through any
+    path. Merging ``a`` and ``b`` is convex iff neither reaches the other through
+    a third region, which these sets answer directly.
+    """
+
+    def __init__(self) -> None:
+        self.groups: list[_Group | None] = []
+        self.forward: dict[int, int] = {}  # merged-away id -> surviving id
+
+    def live(self, g: int) -> _Group:
+        group = self.groups[g]
+        assert group is not None
+        return group
+
+    def find(self, g: int) -> int:
+        while self.groups[g] is None:
+            g = self.forward[g]
         return g
 
-    forward: dict[int, int] = {}
+    def new(self, unit: _Unit, anc: int) -> int:
+        self.groups.append(_Group(unit.backend, [unit], anc))
+        return len(self.groups) - 1
 
-    def propagate(g: int) -> None:
-        # Keep ancestor sets transitively closed after ``g`` gained ancestors.
+    def reached_via_sibling(self, target: int, siblings: Sequence[int]) -> bool:
+        """Does some other sibling depend on ``target`` (path target -> h -> unit)?"""
+        return any(h != target and self.live(h).anc >> target & 1 for h in siblings)
+
+    def path_via_other(self, src: int, dst: int) -> bool:
+        """True when ``dst`` depends on ``src`` through some third region."""
+        anc = self.live(dst).anc & ~(1 << src)
+        while anc:
+            h = anc.bit_length() - 1
+            anc &= ~(1 << h)
+            mid = self.groups[h]
+            if h != dst and mid is not None and mid.anc >> src & 1:
+                return True
+        return False
+
+    def propagate(self, g: int) -> None:
+        """Restore closure after region ``g`` gained ancestors."""
         bit = 1 << g
-        add = groups[g].anc | bit  # type: ignore[union-attr]
-        for h, other in enumerate(groups):
-            if other is not None and h != g and other.anc & bit and (other.anc | add) != other.anc:
-                other.anc |= add
-                other.anc &= ~(1 << h)
+        add = self.live(g).anc | bit
+        for h, other in enumerate(self.groups):
+            if other is not None and h != g and other.anc & bit:
+                other.anc = (other.anc | add) & ~(1 << h)
 
+    def join(self, g: int, unit: _Unit, anc: int) -> None:
+        group = self.live(g)
+        group.units.append(unit)
+        group.anc |= anc & ~(1 << g)
+        self.propagate(g)
+
+    def fuse(self, home: int, g: int) -> None:
+        """Merge region ``g`` into ``home`` (caller checked convexity)."""
+        group, other = self.live(home), self.live(g)
+        group.units.extend(other.units)
+        group.anc = (group.anc | other.anc) & ~(1 << home) & ~(1 << g)
+        self.groups[g] = None
+        self.forward[g] = home
+        gbit = 1 << g
+        for grp in self.groups:
+            if grp is not None and grp.anc & gbit:
+                grp.anc = (grp.anc & ~gbit) | (1 << home)
+        self.propagate(home)
+
+
+def _group(graph: Graph, units: Sequence[_Unit]) -> list[_Group]:
+    """Merge units into maximal convex single-backend regions (see module docs)."""
+    unit_of = {nid: ui for ui, unit in enumerate(units) for nid in unit.nodes}
+    regions = _Regions()
+    region_of_unit: list[int] = [-1] * len(units)
     for ui, unit in enumerate(units):
         members = set(unit.nodes)
-        parents: list[int] = []
-        for nid in unit.nodes:
-            for e in graph.nodes[nid].inputs:
-                if e.absent or e.node_id in members or e.node_id not in unit_of:
-                    continue
-                g = find(unit_of[e.node_id])
-                if g not in parents:
-                    parents.append(g)
-        parents.sort()
-        anc_u = 0
+        parents = sorted(
+            {
+                regions.find(region_of_unit[unit_of[e.node_id]])
+                for nid in unit.nodes
+                for e in graph.nodes[nid].inputs
+                if not e.absent and e.node_id not in members and e.node_id in unit_of
+            }
+        )
+        anc = 0
         for g in parents:
-            anc_u |= groups[g].anc | (1 << g)  # type: ignore[union-attr]
-
-        def reaches_through_other(target: int, skip: int) -> bool:
-            # Is there a parent h != target that depends on target (path target->h->u)?
-            return any(h != target and h != skip and groups[h].anc >> target & 1  # type: ignore[union-attr]
-                       for h in parents)
-
-        home = -1
-        for g in parents:
-            if groups[g].backend == unit.backend and not reaches_through_other(g, -1):  # type: ignore[union-attr]
-                home = g
-                break
+            anc |= regions.live(g).anc | (1 << g)
+        same = [g for g in parents if regions.live(g).backend == unit.backend]
+        home = next(
+            (g for g in same if not regions.reached_via_sibling(g, parents)), -1
+        )
         if home < 0:
-            groups.append(_Group(unit.backend, [unit], anc_u))
-            group_of_unit[ui] = len(groups) - 1
+            region_of_unit[ui] = regions.new(unit, anc)
             continue
-        group = groups[home]
-        assert group is not None
-        group.units.append(unit)
-        group_of_unit[ui] = home
-        group.anc |= anc_u & ~(1 << home)
-        propagate(home)
-        # Fuse other same-backend parent regions through u when that stays convex.
-        for g in parents:
-            other = groups[g]
-            if g == home or other is None or other.backend != unit.backend:
+        regions.join(home, unit, anc)
+        region_of_unit[ui] = home
+        # Fuse the other same-backend parents through this unit where convex.
+        for g in same:
+            if g == home or regions.groups[g] is None:
                 continue
-            if _path_via_other(groups, g, home) or _path_via_other(groups, home, g):
-                continue
-            group.units.extend(other.units)
-            group.anc = (group.anc | other.anc) & ~(1 << home) & ~(1 << g)
-            groups[g] = None
-            forward[g] = home
-            gbit = 1 << g
-            for h, grp in enumerate(groups):
-                if grp is not None and grp.anc & gbit:
-                    grp.anc = (grp.anc & ~gbit) | (1 << home)
-            propagate(home)
-    return [g for g in groups if g is not None]
-
-
-def _path_via_other(groups: Sequence[_Group | None], src: int, dst: int) -> bool:
-    """True when ``dst`` depends on ``src`` through some third region."""
-    target = groups[dst]
-    assert target is not None
-    anc = target.anc & ~(1 << src)
-    h = 0
-    while anc:
-        if anc & 1 and h != dst:
-            mid = groups[h]
-            if mid is not None and mid.anc >> src & 1:
-                return True
-        anc >>= 1
-        h += 1
-    return False
+            if not (regions.path_via_other(g, home) or regions.path_via_other(home, g)):
+                regions.fuse(home, g)
+    return [g for g in regions.groups if g is not None]
 
 
 def _order_groups(graph: Graph, groups: list[_Group]) -> list[_Group]:
@@ -362,7 +389,8 @@ def partition(
     *,
     min_subgraph_size: int = 1,
 ) -> Partition:
-    """Partition ``graph`` over ``backends`` (priority order; the last is the fallback)."""
+    """Partition ``graph`` over ``backends`` (priority order; the last is the "
+    "fallback)."""
     infos = {
         nid: node_info(graph, nid, consts)
         for nid, n in enumerate(graph.nodes)
@@ -378,7 +406,8 @@ def partition(
         small = {
             nid
             for g in groups
-            if g.backend != fallback.name and sum(len(u.nodes) for u in g.units) < min_subgraph_size
+            if g.backend != fallback.name
+            and sum(len(u.nodes) for u in g.units) < min_subgraph_size
             for u in g.units
             for nid in u.nodes
             if ask(fallback, infos[nid]).ok
@@ -443,7 +472,9 @@ def _lower(
         if node.op == "kernel" and node.name == SYM_OP:
             add_host(node, nid)
 
-    owner: dict[int, int] = {nid: gi for gi, g in enumerate(groups) for u in g.units for nid in u.nodes}
+    owner: dict[int, int] = {
+        nid: gi for gi, g in enumerate(groups) for u in g.units for nid in u.nodes
+    }
     outside_users: dict[tuple[int, int], bool] = {}
     for nid, node in enumerate(graph.nodes):
         for e in node.inputs:
@@ -458,14 +489,26 @@ def _lower(
         n = counters.get(group.backend, 0)
         counters[group.backend] = n + 1
         symbol = f"{group.backend}_{n}"
-        sub, sub_inputs, sub_heads = _lower_region(graph, group, gi, owner, outside_users)
-        subgraphs.append(Subgraph(symbol, group.backend, sub,
-                                  tuple(sorted(nid for u in group.units for nid in u.nodes))))
+        sub, sub_inputs, sub_heads = _lower_region(
+            graph, group, gi, owner, outside_users
+        )
+        subgraphs.append(
+            Subgraph(
+                symbol,
+                group.backend,
+                sub,
+                tuple(sorted(nid for u in group.units for nid in u.nodes)),
+            )
+        )
         call_inputs = [host_entry[(e.node_id, e.index)] for e in sub_inputs]
         call = JSONGraphNode(
-            "kernel", CALL_OP, inputs=tuple(call_inputs), attrs={"symbol": symbol},
+            "kernel",
+            CALL_OP,
+            inputs=tuple(call_inputs),
+            attrs={"symbol": symbol},
             shapes=tuple(graph.spec(h).shape for h in sub_heads),
-            dtypes=tuple(graph.spec(h).dtype for h in sub_heads), label=symbol,
+            dtypes=tuple(graph.spec(h).dtype for h in sub_heads),
+            label=symbol,
         )
         hid = add_host(call, None)
         for i, h in enumerate(sub_heads):
@@ -473,8 +516,15 @@ def _lower(
         for unit in group.units:
             for nid in unit.nodes:
                 node = graph.nodes[nid]
-                decisions[nid] = Decision(nid, node.name, node.label, group.backend, symbol,
-                                          unit.pattern, declined.get(nid, ()))
+                decisions[nid] = Decision(
+                    nid,
+                    node.name,
+                    node.label,
+                    group.backend,
+                    symbol,
+                    unit.pattern,
+                    declined.get(nid, ()),
+                )
     for nid, node in enumerate(graph.nodes):
         if node.op == "kernel" and node.name == SYM_OP:
             decisions[nid] = Decision(nid, node.name, node.label, HOST)
@@ -482,11 +532,17 @@ def _lower(
     for h in graph.heads:
         key = (h.node_id, h.index)
         if key not in host_entry:  # a graph output that is a constant
-            host_entry[key] = JSONGraphNodeEntry(add_host(graph.nodes[h.node_id], h.node_id), 0, 0)
+            host_entry[key] = JSONGraphNodeEntry(
+                add_host(graph.nodes[h.node_id], h.node_id), 0, 0
+            )
         heads.append(host_entry[key])
     host = Graph(tuple(host_nodes), tuple(heads), graph.output_names)
-    return Partition(host, tuple(subgraphs), tuple(decisions[k] for k in sorted(decisions)),
-                     backend_names)
+    return Partition(
+        host,
+        tuple(subgraphs),
+        tuple(decisions[k] for k in sorted(decisions)),
+        backend_names,
+    )
 
 
 def _lower_region(
@@ -524,14 +580,22 @@ def _lower_region(
                 nodes.append(src)
             else:
                 spec = graph.spec(e)
-                nodes.append(JSONGraphNode("input", _tensor_name(graph, e),
-                                           shapes=(spec.shape,), dtypes=(spec.dtype,)))
+                nodes.append(
+                    JSONGraphNode(
+                        "input",
+                        _tensor_name(graph, e),
+                        shapes=(spec.shape,),
+                        dtypes=(spec.dtype,),
+                    )
+                )
                 ext_inputs.append(e)
             local[key] = JSONGraphNodeEntry(len(nodes) - 1, 0, 0)
     for nid in top:
         unit = pattern_of.get(nid)
         template = _composite(graph, unit) if unit else graph.nodes[nid]
-        inputs = tuple(e if e.absent else local[(e.node_id, e.index)] for e in sources(nid))
+        inputs = tuple(
+            e if e.absent else local[(e.node_id, e.index)] for e in sources(nid)
+        )
         nodes.append(replace(template, inputs=inputs))
         for i in range(template.num_outputs):
             local[(nid, i)] = JSONGraphNodeEntry(len(nodes) - 1, i, 0)
@@ -541,12 +605,17 @@ def _lower_region(
         for i in range(graph.nodes[nid].num_outputs)
         if outside_users.get((nid, i))
     ]
-    sub = Graph(tuple(nodes), tuple(local[(h.node_id, h.index)] for h in heads),
-                tuple(_tensor_name(graph, h) for h in heads))
+    sub = Graph(
+        tuple(nodes),
+        tuple(local[(h.node_id, h.index)] for h in heads),
+        tuple(_tensor_name(graph, h) for h in heads),
+    )
     return sub, ext_inputs, heads
 
 
-def _composite_inputs(graph: Graph, chain: Sequence[int]) -> tuple[JSONGraphNodeEntry, ...]:
+def _composite_inputs(
+    graph: Graph, chain: Sequence[int]
+) -> tuple[JSONGraphNodeEntry, ...]:
     """Non-constant inputs from outside the chain, in order of first use."""
     inside = set(chain)
     seen: dict[tuple[int, int], JSONGraphNodeEntry] = {}
@@ -565,7 +634,11 @@ def _composite(graph: Graph, unit: _Unit) -> JSONGraphNode:
     local: dict[tuple[int, int], JSONGraphNodeEntry] = {}
     for pos, e in enumerate(outer):
         spec = graph.spec(e)
-        body_nodes.append(JSONGraphNode("input", f"in{pos}", shapes=(spec.shape,), dtypes=(spec.dtype,)))
+        body_nodes.append(
+            JSONGraphNode(
+                "input", f"in{pos}", shapes=(spec.shape,), dtypes=(spec.dtype,)
+            )
+        )
         local[(e.node_id, e.index)] = JSONGraphNodeEntry(pos, 0, 0)
     for nid in unit.nodes:
         node = graph.nodes[nid]
@@ -579,12 +652,22 @@ def _composite(graph: Graph, unit: _Unit) -> JSONGraphNode:
                 body_nodes.append(graph.nodes[e.node_id])
                 local[key] = JSONGraphNodeEntry(len(body_nodes) - 1, 0, 0)
             ins.append(local[key])
-        body_nodes.append(JSONGraphNode(node.op, node.name, tuple(ins), node.attrs,
-                                        node.shapes, node.dtypes, node.label))
+        body_nodes.append(
+            JSONGraphNode(
+                node.op,
+                node.name,
+                tuple(ins),
+                node.attrs,
+                node.shapes,
+                node.dtypes,
+                node.label,
+            )
+        )
         for i in range(node.num_outputs):
             local[(nid, i)] = JSONGraphNodeEntry(len(body_nodes) - 1, i, 0)
     last = graph.nodes[unit.nodes[-1]]
     body = Graph(tuple(body_nodes), (JSONGraphNodeEntry(len(body_nodes) - 1, 0, 0),))
     attrs: dict[str, Any] = {"body": body}
-    return JSONGraphNode("kernel", unit.pattern, (), attrs, last.shapes[:1], last.dtypes[:1],
-                         last.label)
+    return JSONGraphNode(
+        "kernel", unit.pattern, (), attrs, last.shapes[:1], last.dtypes[:1], last.label
+    )

@@ -65,21 +65,31 @@ class Registry:
 
     def load_entry_points(self, allow: str | None = None) -> None:
         """Load every plugin in the ``byoc`` entry-point group (``allow`` filters)."""
-        allowed = None if allow is None else {a.strip() for a in allow.split(",") if a.strip()}
-        for ep in sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        allowed = (
+            None
+            if allow is None
+            else {a.strip() for a in allow.split(",") if a.strip()}
+        )
+        for ep in sorted(
+            md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name
+        ):
             dist = ep.dist.name if ep.dist is not None else ep.name
             if allowed is not None and ep.name not in allowed and dist not in allowed:
                 continue
             try:
                 module = ep.load()
             except Exception as exc:  # a broken plugin must not break the others
-                self._record_broken(ep.name, dist, f"failed to import {ep.value}: "
-                                    f"{type(exc).__name__}: {exc}")
+                self._record_broken(
+                    ep.name,
+                    dist,
+                    f"failed to import {ep.value}: {type(exc).__name__}: {exc}",
+                )
                 continue
             self.add_plugin(module, ep.name, dist)
 
     def add_plugin(self, plugin: Any, name: str, distribution: str = "") -> None:
-        """Register ``plugin`` (a module or object with hookimpls) and gather from it."""
+        """Register ``plugin`` (a module or object with hookimpls) and gather from "
+        "it."""
         distribution = distribution or name
         with self._lock:
             try:
@@ -98,8 +108,11 @@ class Registry:
                     try:
                         impl.function(register=register)
                     except Exception as exc:
-                        self._record_broken(name, distribution,
-                                            f"hook {hook_name} raised {type(exc).__name__}: {exc}")
+                        self._record_broken(
+                            name,
+                            distribution,
+                            f"hook {hook_name} raised {type(exc).__name__}: {exc}",
+                        )
 
     def remove_plugin(self, name: str) -> None:
         """Unregister a plugin and forget what it registered (used by tests)."""
@@ -130,20 +143,24 @@ class Registry:
         def register(cls: type[Backend]) -> None:
             if not (isinstance(cls, type) and issubclass(cls, Backend)):
                 raise PluginError(
-                    f"{distribution} registered {cls!r}, which is not a byoc.Backend subclass"
+                    f"{distribution} registered {cls!r}, which is not a "
+                    "byoc.Backend subclass"
                 )
             if not _NAME_RE.match(cls.name or ""):
                 raise PluginError(
-                    f"{distribution} registered backend class {cls.__name__} with invalid "
+                    f"{distribution} registered backend class {cls.__name__} with "
+                    "invalid "
                     f"name {cls.name!r}; use lowercase letters, digits and _",
                 )
             other = self._backends.get(cls.name)
             if other is not None:
                 raise PluginError(
-                    f"backend name {cls.name!r} is registered by both {other.distribution!r} "
+                    f"backend name {cls.name!r} is registered by both "
+                    f"{other.distribution!r} "
                     f"and {distribution!r}; uninstall one, or limit loading with "
                     f"{ENV_ALLOW}",
-                    backend=cls.name, distributions=(other.distribution, distribution),
+                    backend=cls.name,
+                    distributions=(other.distribution, distribution),
                 )
             cls.distribution = distribution
             self._backends[cls.name] = cls
@@ -153,7 +170,11 @@ class Registry:
 
     def _codec_registrar(self, plugin_name: str, distribution: str) -> Any:
         def register(codec: AttrCodec) -> None:
-            if not isinstance(codec, AttrCodec) or "." not in codec.tag or is_builtin_tag(codec.tag):
+            if (
+                not isinstance(codec, AttrCodec)
+                or "." not in codec.tag
+                or is_builtin_tag(codec.tag)
+            ):
                 raise PluginError(
                     f"{distribution} registered an invalid codec {codec!r}; tags must "
                     "contain a dot, e.g. 'vendor.thing'"
@@ -161,7 +182,8 @@ class Registry:
             other = self._codecs.get(codec.tag)
             if other is not None:
                 raise PluginError(
-                    f"attribute codec {codec.tag!r} is registered by both {other.plugin!r} "
+                    f"attribute codec {codec.tag!r} is registered by both "
+                    f"{other.plugin!r} "
                     f"and {distribution!r}"
                 )
             self._codecs[codec.tag] = AttrCodec(
@@ -186,7 +208,9 @@ class Registry:
                     reason = cls.available()
                 except Exception as exc:
                     reason = f"availability check raised {type(exc).__name__}: {exc}"
-                self._availability[name] = None if reason is None else str(reason) or "unavailable"
+                self._availability[name] = (
+                    None if reason is None else str(reason) or "unavailable"
+                )
             return self._availability[name]
 
     def backends(self) -> list[BackendInfo]:
@@ -194,8 +218,16 @@ class Registry:
         rows = []
         for name, cls in self._backends.items():
             reason = self.availability(name)
-            rows.append(BackendInfo(name, cls.version, cls.distribution, reason is None,
-                                    reason or "", cls.priority))
+            rows.append(
+                BackendInfo(
+                    name,
+                    cls.version,
+                    cls.distribution,
+                    reason is None,
+                    reason or "",
+                    cls.priority,
+                )
+            )
         rows.sort(key=lambda r: (-r.priority, r.name))
         return rows + sorted(self._broken.values(), key=lambda r: r.name)
 
@@ -211,14 +243,17 @@ class Registry:
             broken = self._broken.get(name)
             extra = f" (its plugin is broken: {broken.reason})" if broken else ""
             raise BackendError(
-                f"backend {name!r} is not installed{extra}; installed backends: {known}. "
+                f"backend {name!r} is not installed{extra}; installed backends: "
+                f"{known}. "
                 f"Install it (e.g. pip install byoc-{name}) or check {ENV_ALLOW}",
                 backend=name,
             )
         if need_available:
             reason = self.availability(name)
             if reason is not None:
-                raise BackendError(f"backend {name!r} is unavailable: {reason}", backend=name)
+                raise BackendError(
+                    f"backend {name!r} is unavailable: {reason}", backend=name
+                )
         return cls
 
 

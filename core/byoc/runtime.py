@@ -140,7 +140,9 @@ class Backend:
 
     # -- engine hooks (load and run time) ----------------------------------
 
-    def __init__(self, symbol: str, graph: Graph, options: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, symbol: str, graph: Graph, options: Mapping[str, Any] | None = None
+    ) -> None:
         self.symbol = symbol
         self.graph = graph
         self.options: Mapping[str, Any] = dict(options or {})
@@ -177,7 +179,9 @@ class Backend:
             raise BackendError(
                 f"backend {self.name!r} returned {type(outs).__name__} from run for "
                 f"{self.symbol}; expected a sequence of {len(graph.heads)} arrays",
-                backend=self.name, symbol=self.symbol, stage="run",
+                backend=self.name,
+                symbol=self.symbol,
+                stage="run",
             )
         result = {}
         for name, head, out in zip(graph.output_names, graph.heads, outs, strict=True):
@@ -185,17 +189,25 @@ class Backend:
             if not isinstance(out, np.ndarray) or (
                 out.dtype.name != spec.dtype and spec.dtype != UNKNOWN
             ):
-                got = out.dtype.name if isinstance(out, np.ndarray) else type(out).__name__
+                got = (
+                    out.dtype.name
+                    if isinstance(out, np.ndarray)
+                    else type(out).__name__
+                )
                 raise BackendError(
                     f"backend {self.name!r} returned {got} for output {name!r} of "
                     f"{self.symbol}; the graph says {spec.dtype}",
-                    backend=self.name, symbol=self.symbol, stage="run",
+                    backend=self.name,
+                    symbol=self.symbol,
+                    stage="run",
                 )
             if spec.shape is not None and not _shape_fits(out.shape, spec.shape):
                 raise BackendError(
                     f"backend {self.name!r} returned shape {out.shape} for output "
                     f"{name!r} of {self.symbol}; the graph says {spec.shape}",
-                    backend=self.name, symbol=self.symbol, stage="run",
+                    backend=self.name,
+                    symbol=self.symbol,
+                    stage="run",
                 )
             result[name] = out
         return result
@@ -209,11 +221,15 @@ class Backend:
             raise BackendError(
                 f"backend {self.name!r} failed in {stage} of subgraph {self.symbol}: "
                 f"{type(exc).__name__}: {exc}",
-                backend=self.name, symbol=self.symbol, stage=stage,
+                backend=self.name,
+                symbol=self.symbol,
+                stage=stage,
             ) from exc
 
 
 def _shape_fits(actual: tuple[int, ...], declared: tuple[int | str, ...]) -> bool:
     if len(actual) != len(declared):
         return False
-    return all(not isinstance(d, int) or d == a for a, d in zip(actual, declared, strict=True))
+    return all(
+        not isinstance(d, int) or d == a for a, d in zip(actual, declared, strict=True)
+    )
