@@ -298,3 +298,36 @@ def test_placement_line_is_printed_unless_quiet(registry, mlp_model, capsys):
     assert err == "byoc placement: 7 nodes -> accel 7; 1 subgraph: accel_0(7)\n"
     byoc.compile(mlp_model, backends=["accel", "fake"], quiet=True)
     assert capsys.readouterr().err == ""
+
+
+class Planning(NumpyBackend):
+    """Computes a compile-time plan that must come back to the engine."""
+
+    name = "planning"
+
+    @classmethod
+    def plan(cls, graph, consts):
+        return {"kernels": sum(n.op == "kernel" for n in graph.nodes), "tag": "v1"}
+
+    def init(self, consts):
+        assert self.meta["tag"] == "v1"
+        super().init(consts)
+
+
+class BadPlan(NumpyBackend):
+    name = "badplan"
+
+    @classmethod
+    def plan(cls, graph, consts):
+        return {"obj": object()}
+
+
+def test_plan_metadata_travels_in_the_artifact(empty_registry, mlp_model, tmp_path):
+    empty_registry.add_plugin(Plugin(Planning, BadPlan), "planners")
+    mod = byoc.compile(mlp_model, backends=["planning"], quiet=True)
+    path = mod.save(tmp_path / "m.byoc")
+    loaded = byoc.load(path, eager=True)
+    assert loaded.subgraphs[0].meta == {"kernels": 7, "tag": "v1"}
+    assert loaded.get_function("planning_0").engine().meta["kernels"] == 7
+    with pytest.raises(byoc.BackendError, match="planned non-plain data"):
+        byoc.compile(mlp_model, backends=["badplan"], quiet=True)

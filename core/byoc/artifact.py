@@ -33,7 +33,7 @@ from typing import IO, Any
 import msgpack
 import numpy as np
 
-from .attrs import AttrCodec, is_builtin_tag
+from .attrs import AttrCodec, is_builtin_tag, is_plain
 from .dtypes import DTypeError, dtype_name, to_numpy
 from .errors import ByocError, FormatError
 from .graph import GRAPH_FORMAT_VERSION, Graph
@@ -55,6 +55,8 @@ class SubgraphRecord:
     backend: str
     backend_version: str
     graph: Graph
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    """What the backend's ``plan`` hook computed at compile time (plain data)."""
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,7 @@ def _write(
                 "backend": rec.backend,
                 "backend_version": rec.backend_version,
                 "graph": g,
+                "meta": dict(rec.meta),
             }
         )
     if codecs is None:
@@ -351,12 +354,16 @@ def _parse(
             raise _fail(
                 source, "subgraph entries need symbol, backend and backend_version"
             )
+        meta = s.get("meta", {})
+        if not isinstance(meta, dict) or not is_plain(meta):
+            raise _fail(source, f"subgraph {s['symbol']!r} meta must be plain data")
         subgraphs.append(
             SubgraphRecord(
                 s["symbol"],
                 s["backend"],
                 s["backend_version"],
                 Graph.from_dict(s.get("graph"), codecs, plugins),
+                meta,
             )
         )
     symbols = [s.symbol for s in subgraphs]

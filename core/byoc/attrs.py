@@ -218,16 +218,17 @@ _BUILTIN_TAGS = frozenset(
 )
 
 
-def _is_plain(obj: Any, depth: int = 0) -> bool:
+def is_plain(obj: Any, depth: int = 0) -> bool:
+    """True for JSON/msgpack-safe data: None, bool, int, float, str, list, dict."""
     if depth > MAX_DEPTH:
         return False
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return True
     if isinstance(obj, list):
-        return all(_is_plain(x, depth + 1) for x in obj)
+        return all(is_plain(x, depth + 1) for x in obj)
     if isinstance(obj, dict):
         return all(
-            isinstance(k, str) and _is_plain(v, depth + 1) for k, v in obj.items()
+            isinstance(k, str) and is_plain(v, depth + 1) for k, v in obj.items()
         )
     return False
 
@@ -324,7 +325,7 @@ def encode_attr(value: Any, codecs: Mapping[str, AttrCodec] | None = None) -> li
     for codec in codecs.values():
         if isinstance(value, codec.type):
             payload = codec.encode(value)
-            if not _is_plain(payload):
+            if not is_plain(payload):
                 raise PluginError(
                     f"attribute codec {codec.tag!r} (from "
                     f"{codec.plugin or 'unknown plugin'}) "

@@ -183,6 +183,10 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     )
     print()
     print(subgraph_table(art.subgraphs, art.consts))
+    for rec in art.subgraphs:
+        if rec.meta:
+            shown = ", ".join(f"{k}={json.dumps(v)}" for k, v in rec.meta.items())
+            print(f"{rec.symbol} plan: {shown}")
     total = sum(int(a.nbytes) for a in art.consts.values())
     print(f"\nconstants: {len(art.consts)} tensors, {human_bytes(total)}")
     if art.engines:

@@ -16,11 +16,13 @@ import onnx
 
 from . import __version__
 from .artifact import Artifact, SubgraphRecord
+from .attrs import is_plain
 from .driver import Module
 from .errors import BackendError
 from .onnx_import import import_onnx
-from .partition import Partition, partition
+from .partition import Partition, Subgraph, partition
 from .registry import get_registry
+from .runtime import Backend
 
 
 def compile(  # noqa: A001 - the public name the API promises
@@ -69,10 +71,7 @@ def module_from_partition(
     """Wrap a partition as an in-memory Module (what compile returns)."""
     registry = get_registry()
     records = tuple(
-        SubgraphRecord(
-            s.symbol, s.backend, registry.backend(s.backend).version, s.graph
-        )
-        for s in part.subgraphs
+        _record(registry.backend(s.backend), s, consts) for s in part.subgraphs
     )
     used = {n for s in part.subgraphs for n in s.const_names}
     used |= {n.name for n in part.host.nodes if n.op == "const"}
@@ -83,3 +82,29 @@ def module_from_partition(
         meta={"byoc_version": __version__},
     )
     return Module(artifact, options=options, registry=registry, partition=part)
+
+
+def _record(
+    cls: type[Backend], sub: Subgraph, consts: Mapping[str, np.ndarray]
+) -> SubgraphRecord:
+    """A subgraph as stored, with what the backend's ``plan`` hook computed."""
+    used = {n: consts[n] for n in sub.const_names}
+    try:
+        meta = dict(cls.plan(sub.graph, used))
+    except Exception as exc:
+        raise BackendError(
+            f"backend {cls.name!r} failed to plan subgraph {sub.symbol}: "
+            f"{type(exc).__name__}: {exc}",
+            backend=cls.name,
+            symbol=sub.symbol,
+            stage="plan",
+        ) from exc
+    if not is_plain(meta):
+        raise BackendError(
+            f"backend {cls.name!r} planned non-plain data for {sub.symbol}; plan "
+            "must return None/bool/int/float/str/list/dict values",
+            backend=cls.name,
+            symbol=sub.symbol,
+            stage="plan",
+        )
+    return SubgraphRecord(sub.symbol, sub.backend, cls.version, sub.graph, meta)

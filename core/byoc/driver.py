@@ -210,7 +210,8 @@ class Module:
         registry = self._registry or get_registry()
         cls = registry.backend(record.backend)
         consts = {n: self.artifact.consts[n] for n in const_names(record.graph)}
-        engine = cls(record.symbol, record.graph, self._options.get(record.backend))
+        options = self._options.get(record.backend)
+        engine = cls(record.symbol, record.graph, options, record.meta)
         blob = self.artifact.engines.get(record.symbol)
         if (
             blob is not None
@@ -228,9 +229,7 @@ class Module:
                     RuntimeWarning,
                     stacklevel=3,
                 )
-                engine = cls(
-                    record.symbol, record.graph, self._options.get(record.backend)
-                )
+                engine = cls(record.symbol, record.graph, options, record.meta)
         engine.build(consts)
         self.init_counts[record.symbol] += 1
         return engine

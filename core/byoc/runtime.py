@@ -140,12 +140,27 @@ class Backend:
 
     # -- engine hooks (load and run time) ----------------------------------
 
+    @classmethod
+    def plan(cls, graph: Graph, consts: Mapping[str, np.ndarray]) -> Mapping[str, Any]:
+        """Compile-time work whose result travels in the artifact (hook).
+
+        Called once per subgraph by ``compile``; return plain data (None, bool,
+        int, float, str, lists, str-keyed dicts), e.g. a static memory plan. The
+        engine receives it back as ``self.meta``.
+        """
+        return {}
+
     def __init__(
-        self, symbol: str, graph: Graph, options: Mapping[str, Any] | None = None
+        self,
+        symbol: str,
+        graph: Graph,
+        options: Mapping[str, Any] | None = None,
+        meta: Mapping[str, Any] | None = None,
     ) -> None:
         self.symbol = symbol
         self.graph = graph
         self.options: Mapping[str, Any] = dict(options or {})
+        self.meta: Mapping[str, Any] = dict(meta or {})
 
     def init(self, consts: Mapping[str, np.ndarray]) -> None:
         """Build the engine for ``self.graph`` (hook; runs once)."""
