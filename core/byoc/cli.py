@@ -18,6 +18,7 @@ import numpy as np
 
 from . import __version__
 from .artifact import read_artifact
+from .cache import describe_events
 from .compiler import compile
 from .demo import run_demo
 from .driver import Module, load
@@ -123,6 +124,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
     if args.verbose:
         print(mod.placement())
+        for line in describe_events():
+            print(line)
     if args.save_outputs:
         out_dir = Path(args.save_outputs)
         out_dir.mkdir(parents=True, exist_ok=True)
