@@ -195,10 +195,15 @@ class Unavailable(NumpyBackend):
         return "needs the gone runtime"
 
 
-def test_unavailable_backend_is_refused_with_its_reason(empty_registry, mlp_model):
-    empty_registry.add_plugin(Plugin(Unavailable), "gone")
-    with pytest.raises(byoc.BackendError, match="unavailable: needs the gone runtime"):
+def test_unavailable_backends_are_skipped_with_their_reason(empty_registry, mlp_model):
+    empty_registry.add_plugin(Plugin(Unavailable, NumpyBackend), "gone")
+    with pytest.raises(byoc.BackendError, match="none of the selected backends is av"):
         byoc.compile(mlp_model, backends=["gone"], quiet=True)
+    with pytest.warns(RuntimeWarning, match="skipping unavailable backends: gone"):
+        mod = byoc.compile(mlp_model, backends=["gone", "fake"], quiet=True)
+    assert [r.backend for r in mod.subgraphs] == ["fake"]
+    with pytest.raises(byoc.BackendError, match="'typo' is not installed"):
+        byoc.compile(mlp_model, backends=["typo", "fake"], quiet=True)
 
 
 class Exporting(NumpyBackend):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,7 +22,7 @@ from .driver import Module
 from .errors import BackendError
 from .onnx_import import import_onnx
 from .partition import Partition, Subgraph, partition
-from .registry import get_registry
+from .registry import Registry, get_registry
 from .runtime import Backend
 
 
@@ -38,6 +39,9 @@ def compile(  # noqa: A001 - the public name the API promises
     :param model: an ``onnx.ModelProto`` or a path to a ``.onnx`` file.
     :param backends: backend names, highest priority first; the last one is the
         fallback. Default: every available backend by priority (``ref`` last).
+        A listed backend that is installed but unavailable here (no GPU, no
+        library) is skipped with a warning naming the reason, so the same call
+        works on every machine; an unknown name is an error.
     :param min_subgraph_size: regions with fewer nodes go back to the fallback.
     :param options: per-backend engine options, e.g. ``{"dnnl": {"threads": 2}}``.
     :param quiet: do not print the one-line placement summary to stderr.
@@ -51,7 +55,7 @@ def compile(  # noqa: A001 - the public name the API promises
         )
     if len(set(names)) != len(names):
         raise BackendError(f"backends lists a name twice: {names}")
-    classes = [registry.backend(n) for n in names]
+    classes = _usable(registry, names)
     imported = import_onnx(model)
     part = partition(
         imported.graph, imported.consts, classes, min_subgraph_size=min_subgraph_size
@@ -60,6 +64,30 @@ def compile(  # noqa: A001 - the public name the API promises
     if not quiet:
         print(mod.placement(), file=sys.stderr)
     return mod
+
+
+def _usable(registry: Registry, names: Sequence[str]) -> list[type[Backend]]:
+    classes, skipped = [], []
+    for name in names:
+        cls = registry.backend(name, need_available=False)
+        reason = registry.availability(name)
+        if reason is None:
+            classes.append(cls)
+        else:
+            skipped.append(f"{name} ({reason})")
+    if not classes:
+        raise BackendError(
+            f"none of the selected backends is available: {'; '.join(skipped)}",
+            backends=tuple(names),
+        )
+    if skipped:
+        warnings.warn(
+            f"skipping unavailable backends: {'; '.join(skipped)}; their nodes go to "
+            f"{', '.join(c.name for c in classes)}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return classes
 
 
 def module_from_partition(
