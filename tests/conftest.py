@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-import byoc
 import numpy as np
 import onnx
 import pytest
-from byoc.dtypes import dtype_name
 from onnx import TensorProto, helper, numpy_helper
+
+import byoc
+from byoc.dtypes import dtype_name
 
 OPS: dict[str, Any] = {
     "Relu": lambda n, x: np.maximum(x, x.dtype.type(0)),

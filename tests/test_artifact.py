@@ -7,13 +7,14 @@ import os
 import struct
 import time
 
-import byoc
 import msgpack
 import numpy as np
 import pytest
-from byoc.artifact import ALIGN, MAGIC, Artifact, read_artifact, write_artifact
 from conftest import make_model
 from onnx import helper
+
+import byoc
+from byoc.artifact import ALIGN, MAGIC, Artifact, read_artifact, write_artifact
 
 
 def mmap_backed(array: np.ndarray) -> bool:

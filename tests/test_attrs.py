@@ -5,9 +5,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import byoc
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import byoc
 from byoc import (
     AttrCodec,
     FormatError,
@@ -18,8 +21,6 @@ from byoc import (
     TensorAttr,
 )
 from byoc.attrs import decode_attr, encode_attr, evaluate
-from hypothesis import given
-from hypothesis import strategies as st
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import os
 import time
 
 import pytest
+
 from byoc import cache as cache_mod
 from byoc.cache import EngineCache, cache_key, describe_events, user_cache_dir
 

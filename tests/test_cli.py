@@ -7,6 +7,7 @@ import json
 import numpy as np
 import onnx
 import pytest
+
 from byoc.cli import main
 
 

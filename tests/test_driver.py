@@ -5,11 +5,12 @@ from __future__ import annotations
 import threading
 import warnings
 
-import byoc
 import numpy as np
 import pytest
 from conftest import NumpyBackend, Plugin, make_model, mlp_reference
 from onnx import helper
+
+import byoc
 
 
 def test_compile_run_matches_numpy(registry, mlp_model):

@@ -6,6 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from byoc import (
     FormatError,
     Graph,
@@ -16,8 +19,6 @@ from byoc import (
     TensorAttr,
 )
 from byoc.graph import GRAPH_FORMAT_VERSION
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 E = JSONGraphNodeEntry
 

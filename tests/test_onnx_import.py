@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import byoc
 import numpy as np
 import onnx
 import pytest
-from byoc import Sym, TensorAttr
-from byoc.onnx_import import SYM_OP, import_onnx
 from conftest import make_model
 from onnx import TensorProto, helper, numpy_helper
+
+import byoc
+from byoc import Sym, TensorAttr
+from byoc.onnx_import import SYM_OP, import_onnx
 
 
 def kernels(imported):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import byoc
 import numpy as np
 import pytest
 from conftest import AccelBackend, NumpyBackend, Plugin, make_model
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import helper
+
+import byoc
 
 
 def summary(mod: byoc.Module) -> list[tuple[str, list[str]]]:

@@ -6,10 +6,11 @@ import importlib.metadata as md
 import sys
 import types
 
-import byoc
 import pytest
-from byoc.registry import Registry
 from conftest import NumpyBackend, Plugin
+
+import byoc
+from byoc.registry import Registry
 
 
 class Other(NumpyBackend):

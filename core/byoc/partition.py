@@ -118,6 +118,9 @@ def ask(backend: type[Backend], info: NodeInfo) -> Support:
     if isinstance(answer, Support):
         if not answer.ok and not answer.reason:
             return Support.no(f"{backend.name}: declined without a reason")
+        if not answer.ok and not answer.reason.startswith(f"{backend.name}:"):
+            # reasons are shown mixed across backends: always say whose they are
+            return Support.no(f"{backend.name}: {answer.reason}")
         return answer
     return (
         Support.yes()
@@ -197,10 +200,7 @@ def _assign(
         if not taken[nid]:
             node = graph.nodes[nid]
             reasons = dict(declined[nid])
-            detail = (
-                "; ".join(f"{b}: {r}" for b, r in reasons.items())
-                or "no backends selected"
-            )
+            detail = "; ".join(reasons.values()) or "no backends selected"
             raise UnsupportedError(
                 f"no selected backend runs {node.describe(nid)} (backends asked: "
                 f"{', '.join(b.name for b in backends) or 'none'}). Reasons: {detail}. "

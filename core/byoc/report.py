@@ -94,9 +94,7 @@ def explain(
             d.label,
             d.op,
             d.symbol,
-            "; ".join(
-                f"{b}: {r}" if not r.startswith(f"{b}:") else r for b, r in d.declined
-            ),
+            "; ".join(reason for _, reason in d.declined),
         )
         for d in partition.decisions
         if d.declined and d.backend == fallback

@@ -58,13 +58,15 @@ class RefBackend(byoc.Backend):
                 continue
             entry = OPS.get(node.name)
             if entry is None:
-                raise byoc.UnsupportedError(f"ref has no kernel for {node.name}", op=node.name)
-            args = tuple(-1 if e.absent else ptr[e.node_id] + e.index for e in node.inputs)
+                raise byoc.UnsupportedError(
+                    f"ref has no kernel for {node.name}", op=node.name
+                )
+            args = tuple(
+                -1 if e.absent else ptr[e.node_id] + e.index for e in node.inputs
+            )
             steps.append((entry.fn, node, args, ptr[nid]))
         self._steps = steps
         self._heads = [graph.entry_id(h) for h in graph.heads]
-        # Outputs that alias a constant or an input must be copied so callers own them.
-        self._borrowed = {eid for eid, _ in self._consts} | {eid for eid, _ in self._inputs}
         self._size = ptr[-1]
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> Sequence[np.ndarray]:
@@ -80,7 +82,13 @@ class RefBackend(byoc.Backend):
                 if dtype != "unknown" and res.dtype.name != dtype:
                     res = res.astype(dtype)
                 values[out + i] = res
-        return [
-            np.array(values[h]) if h in self._borrowed else values[h]  # type: ignore[arg-type]
-            for h in self._heads
-        ]
+        # Callers own what run returns: copy any head that is, or is a view of
+        # (Reshape, Identity, Slice...), a constant or an input.
+        borrowed = [a for _, a in self._consts] + [inputs[n] for _, n in self._inputs]
+        outs = []
+        for h in self._heads:
+            value = values[h]
+            if any(np.may_share_memory(value, b) for b in borrowed):
+                value = np.array(value)
+            outs.append(value)
+        return outs

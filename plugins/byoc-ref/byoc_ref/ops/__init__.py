@@ -9,6 +9,7 @@ does not implement, with the reason.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,13 +34,23 @@ OPS: dict[str, OpEntry] = {}
 
 
 def op(*names: str, check: CheckFn | None = None) -> Callable[[OpFn], OpFn]:
-    """Register ``fn`` as the kernel of each ONNX op in ``names``."""
+    """Register ``fn`` as the kernel of each ONNX op in ``names``.
+
+    The registered kernel runs with numpy's floating-point warnings silenced:
+    inf and NaN results (log(0), 0/0, overflow) are the defined IEEE outcome of
+    the op, not something to report on every call.
+    """
 
     def deco(fn: OpFn) -> OpFn:
+        @functools.wraps(fn)
+        def kernel(node: Any, *inputs: Any) -> tuple[np.ndarray, ...]:
+            with np.errstate(all="ignore"):
+                return fn(node, *inputs)
+
         for name in names:
             if name in OPS:
                 raise RuntimeError(f"byoc-ref op {name} registered twice")
-            OPS[name] = OpEntry(fn, check)
+            OPS[name] = OpEntry(kernel, check)
         return fn
 
     return deco
@@ -54,6 +65,10 @@ def _load_families() -> None:
     # Importing a family module fills OPS through the decorator.
     from . import (  # noqa: F401
         elementwise,
+        nn,
+        reduce,
+        resize,
+        shape,
     )
 
 
