@@ -101,3 +101,23 @@ def test_errors_are_one_line_with_exit_code_2(registry, model_path, tmp_path, ca
     capsys.readouterr()
     assert main(["run", str(out), "--input", "x"]) == 2
     assert "name=value" in capsys.readouterr().err
+
+
+def test_target_means_one_backend_and_no_fallback(
+    registry, model_path, tmp_path, capsys
+):
+    out = tmp_path / "m.byoc"
+    assert main(["compile", str(model_path), "-o", str(out), "--target", "fake"]) == 0
+    capsys.readouterr()
+    # a node the target lacks is refused, not sent to a fallback
+    from conftest import make_model
+    from onnx import helper
+
+    model = make_model(
+        [helper.make_node("Exp", ["x"], ["y"])], [("x", [2])], [("y", [2])]
+    )
+    path = tmp_path / "exp.onnx"
+    onnx.save(model, path)
+    assert main(["compile", str(path), "--target", "accel"]) == 2
+    err = capsys.readouterr().err
+    assert "no selected backend runs" in err and "accel: no kernel for Exp" in err

@@ -62,6 +62,8 @@ def _cmd_backends(args: argparse.Namespace) -> int:
 
 def _cmd_compile(args: argparse.Namespace) -> int:
     names = args.backends.split(",") if args.backends else None
+    if args.target:
+        names = [args.target]  # a deployment target: everything on it, no fallback
     t0 = time.perf_counter()
     mod = compile(args.model, backends=names, min_subgraph_size=args.min_subgraph_size)
     elapsed = (time.perf_counter() - t0) * 1e3
@@ -221,8 +223,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compile", help="compile an ONNX model into one artifact")
     p.add_argument("model")
     p.add_argument("-o", "--output", help="artifact path (default: model name + .byoc)")
-    p.add_argument(
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
         "-b", "--backends", help="comma-separated, priority order, fallback last"
+    )
+    where.add_argument(
+        "-t",
+        "--target",
+        help="one backend for the whole model (e.g. micro): what it cannot run is "
+        "refused with reasons instead of falling back",
     )
     p.add_argument(
         "--explain", action="store_true", help="print the partition and reasons"
