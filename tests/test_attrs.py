@@ -196,3 +196,80 @@ def test_codec_tags_must_be_namespaced(empty_registry):
     (row,) = empty_registry.backends()
     assert row.name == "bad-codecs" and not row.available
     assert "tags must contain a dot" in row.reason
+
+
+class TilingBackend(byoc.Backend):
+    """Lowers its subgraphs by tagging every kernel with a vendor Tile attribute."""
+
+    name = "tiling"
+
+    @classmethod
+    def supports(cls, node):
+        return byoc.Support.yes()
+
+    @classmethod
+    def lower(cls, graph, consts):
+        from dataclasses import replace
+
+        nodes = tuple(
+            replace(n, attrs={**n.attrs, "tile": Tile(4, 8)}) if n.op == "kernel" else n
+            for n in graph.nodes
+        )
+        return Graph(nodes, graph.heads, graph.head_names)
+
+    def init(self, consts):
+        assert all(
+            n.attrs["tile"] == Tile(4, 8) for n in self.graph.nodes if n.op == "kernel"
+        )
+
+    def run(self, inputs):
+        (x,) = inputs.values()
+        return [np.maximum(x, 0)]
+
+
+class TilingPlugin(CodecPlugin):
+    @byoc.hookimpl
+    def byoc_register_backends(self, register):
+        register(TilingBackend)
+
+
+def test_vendor_attributes_travel_through_the_artifact(empty_registry, tmp_path):
+    from conftest import make_model
+    from onnx import helper
+
+    empty_registry.add_plugin(TilingPlugin(), "acme-tiling")
+    model = make_model(
+        [helper.make_node("Relu", ["x"], ["y"])], [("x", [3])], [("y", [3])]
+    )
+    path = byoc.compile(model, backends=["tiling"], quiet=True).save(
+        tmp_path / "t.byoc"
+    )
+    loaded = byoc.load(path, eager=True)
+    (kernel,) = [n for n in loaded.subgraphs[0].graph.nodes if n.op == "kernel"]
+    assert kernel.attrs["tile"] == Tile(4, 8)
+    np.testing.assert_array_equal(
+        loaded.run({"x": np.array([-1, 0, 2], np.float32)})["y"], [0, 0, 2]
+    )
+    with byoc.use_registry(byoc.Registry()):  # the plugin is gone
+        with pytest.raises(FormatError, match="needs the plugin 'acme-tiling'"):
+            byoc.load(path)
+
+
+class BadLowering(TilingBackend):
+    name = "badlower"
+
+    @classmethod
+    def lower(cls, graph, consts):
+        return Graph(graph.nodes, graph.heads[:0])
+
+
+def test_lowering_must_keep_the_signature(empty_registry):
+    from conftest import Plugin, make_model
+    from onnx import helper
+
+    empty_registry.add_plugin(Plugin(BadLowering), "bad")
+    model = make_model(
+        [helper.make_node("Relu", ["x"], ["y"])], [("x", [3])], [("y", [3])]
+    )
+    with pytest.raises(byoc.BackendError, match="lowered to a graph with other inputs"):
+        byoc.compile(model, backends=["badlower"], quiet=True)

@@ -20,6 +20,7 @@ from .artifact import Artifact, SubgraphRecord
 from .attrs import is_plain
 from .driver import Module
 from .errors import BackendError
+from .graph import Graph
 from .onnx_import import import_onnx
 from .partition import Partition, Subgraph, partition
 from .registry import Registry, get_registry
@@ -115,24 +116,42 @@ def module_from_partition(
 def _record(
     cls: type[Backend], sub: Subgraph, consts: Mapping[str, np.ndarray]
 ) -> SubgraphRecord:
-    """A subgraph as stored, with what the backend's ``plan`` hook computed."""
+    """A subgraph as stored: after the backend's ``lower``, with its ``plan``."""
     used = {n: consts[n] for n in sub.const_names}
-    try:
-        meta = dict(cls.plan(sub.graph, used))
-    except Exception as exc:
-        raise BackendError(
-            f"backend {cls.name!r} failed to plan subgraph {sub.symbol}: "
-            f"{type(exc).__name__}: {exc}",
+
+    def fail(what: str, exc: Exception | None = None) -> BackendError:
+        detail = f": {type(exc).__name__}: {exc}" if exc else ""
+        return BackendError(
+            f"backend {cls.name!r} {what} for subgraph {sub.symbol}{detail}",
             backend=cls.name,
             symbol=sub.symbol,
-            stage="plan",
-        ) from exc
-    if not is_plain(meta):
-        raise BackendError(
-            f"backend {cls.name!r} planned non-plain data for {sub.symbol}; plan "
-            "must return None/bool/int/float/str/list/dict values",
-            backend=cls.name,
-            symbol=sub.symbol,
-            stage="plan",
+            stage="compile",
         )
-    return SubgraphRecord(sub.symbol, sub.backend, cls.version, sub.graph, meta)
+
+    try:
+        graph = cls.lower(sub.graph, used)
+    except Exception as exc:
+        raise fail("failed to lower", exc) from exc
+    if not isinstance(graph, Graph) or not _same_signature(graph, sub.graph):
+        raise fail("lowered to a graph with other inputs or outputs")
+    try:
+        meta = dict(cls.plan(graph, used))
+    except Exception as exc:
+        raise fail("failed to plan", exc) from exc
+    if not is_plain(meta):
+        raise fail(
+            "planned non-plain data (plan must return None/bool/int/float/"
+            "str/list/dict values)"
+        )
+    return SubgraphRecord(sub.symbol, sub.backend, cls.version, graph, meta)
+
+
+def _same_signature(new: Graph, old: Graph) -> bool:
+    """Same input names and the same heads (names, shapes, dtypes)."""
+    return (
+        new.input_names == old.input_names
+        and new.output_names == old.output_names
+        and [new.spec(h) for h in new.heads] == [old.spec(h) for h in old.heads]
+        and [new.nodes[i].spec() for i in new.input_ids]
+        == [old.nodes[i].spec() for i in old.input_ids]
+    )

@@ -141,6 +141,16 @@ class Backend:
     # -- engine hooks (load and run time) ----------------------------------
 
     @classmethod
+    def lower(cls, graph: Graph, consts: Mapping[str, np.ndarray]) -> Graph:
+        """Rewrite a subgraph at compile time (hook); the result is what is stored.
+
+        The backend's codegen step: annotate nodes with its own attributes (types
+        it registers codecs for), fold or reorder nodes. The graph must keep its
+        input names and its heads (count, names, shapes, dtypes).
+        """
+        return graph
+
+    @classmethod
     def plan(cls, graph: Graph, consts: Mapping[str, np.ndarray]) -> Mapping[str, Any]:
         """Compile-time work whose result travels in the artifact (hook).
 
