@@ -24,7 +24,6 @@ import math
 import mmap
 import os
 import struct
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import IO, Any
 import msgpack
 import numpy as np
 
+from .atomic import atomic_write
 from .attrs import AttrCodec, is_builtin_tag, is_plain
 from .dtypes import DTypeError, dtype_name, to_numpy
 from .errors import ByocError, FormatError
@@ -217,23 +217,9 @@ def write_artifact(
     codecs: Mapping[str, AttrCodec] | None = None,
 ) -> Path:
     """Write atomically: a temp file beside ``path``, fsync, then rename over it."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or "."
-    )
-    try:
-        with os.fdopen(fd, "wb") as out:
-            _write(out, artifact, codecs)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return target
+    with atomic_write(path) as out:
+        _write(out, artifact, codecs)
+    return Path(path)
 
 
 # --------------------------------------------------------------------------

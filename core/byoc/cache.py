@@ -19,12 +19,13 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-import tempfile
 import threading
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from .atomic import atomic_write
 
 _MAGIC = b"BYOCENG1"
 _HEAD = struct.Struct("<8s32sQ")  # magic, blake2b-256 of the payload, payload length
@@ -136,18 +137,9 @@ class EngineCache:
         digest = hashlib.blake2b(data, digest_size=32).digest()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{key[:16]}.", dir=path.parent)
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    out.write(_HEAD.pack(_MAGIC, digest, len(data)))
-                    out.write(data)
-                os.replace(tmp, path)
-            except BaseException:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-                raise
+            with atomic_write(path) as out:
+                out.write(_HEAD.pack(_MAGIC, digest, len(data)))
+                out.write(data)
         except OSError as exc:
             warnings.warn(
                 f"could not store an engine in the {self.name} cache at "

@@ -24,37 +24,15 @@ from .demo import run_demo
 from .driver import Module, load
 from .errors import ByocError, InputError
 from .registry import backends, get_registry
-from .report import human_bytes, subgraph_table, table
+from .report import backends_table, human_bytes, subgraph_table, table
 
 
 def _cmd_backends(args: argparse.Namespace) -> int:
-    rows = [
-        (
-            b.name,
-            b.version,
-            b.distribution,
-            b.priority,
-            "yes" if b.available else "no",
-            b.reason,
-        )
-        for b in backends()
-    ]
+    rows = backends()
     if args.json:
-        print(json.dumps([r.__dict__ for r in backends()], indent=2))
+        print(json.dumps([r.__dict__ for r in rows], indent=2))
     elif rows:
-        print(
-            table(
-                rows,
-                (
-                    "backend",
-                    "version",
-                    "distribution",
-                    "priority",
-                    "available",
-                    "reason",
-                ),
-            )
-        )
+        print(backends_table(rows))
     else:
         print("no backends installed (pip install byoc-ref)")
     return 0

@@ -23,7 +23,7 @@ from onnx import TensorProto, helper, numpy_helper
 from .compiler import compile
 from .driver import load
 from .registry import backends as installed_backends
-from .report import human_bytes, table
+from .report import backends_table, human_bytes, table
 
 
 def demo_cnn(seed: int = 0, batch: int | str = 1, size: int = 32) -> onnx.ModelProto:
@@ -160,21 +160,7 @@ def run_demo(
     model = demo_cnn()
     x = np.random.default_rng(1).standard_normal((1, 3, 32, 32), dtype=np.float32)
     say("installed backends:")
-    say(
-        table(
-            [
-                (
-                    b.name,
-                    b.version,
-                    b.distribution,
-                    "yes" if b.available else "no",
-                    b.reason,
-                )
-                for b in installed_backends()
-            ],
-            ("backend", "version", "distribution", "available", "reason"),
-        )
-    )
+    say(backends_table(installed_backends()))
     say()
     t0 = time.perf_counter()
     mod = compile(model, backends=backend_names, quiet=True)

@@ -17,6 +17,7 @@ from .graph import Graph
 if TYPE_CHECKING:
     from .artifact import SubgraphRecord
     from .partition import Partition
+    from .registry import BackendInfo
 
 
 def table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> str:
@@ -29,6 +30,24 @@ def table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> str:
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def backends_table(rows: Sequence[BackendInfo]) -> str:
+    """The ``byoc backends`` table."""
+    return table(
+        [
+            (
+                b.name,
+                b.version,
+                b.distribution,
+                b.priority,
+                "yes" if b.available else "no",
+                b.reason,
+            )
+            for b in rows
+        ],
+        ("backend", "version", "distribution", "priority", "available", "reason"),
+    )
 
 
 def human_bytes(n: int) -> str:
