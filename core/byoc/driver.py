@@ -32,7 +32,7 @@ from .artifact import (
     write_artifact,
 )
 from .attrs import Sym, evaluate
-from .errors import BackendError, ByocError, FormatError, InputError
+from .errors import ByocError, FormatError, InputError
 from .graph import Graph
 from .onnx_import import SYM_OP
 from .partition import CALL_OP, Partition, const_names
@@ -322,12 +322,8 @@ class Module:
             try:
                 data = engine.export_engine()
             except Exception as exc:
-                raise BackendError(
-                    f"backend {rec.backend!r} failed to export the engine of "
-                    f"{rec.symbol}: {exc}",
-                    backend=rec.backend,
-                    symbol=rec.symbol,
-                    stage="export",
+                raise engine.error(
+                    "export", f"failed to export the engine of {rec.symbol}: {exc}"
                 ) from exc
             if data is not None:
                 blobs[rec.symbol] = EngineRecord(

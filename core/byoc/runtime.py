@@ -201,12 +201,10 @@ class Backend:
         outs = self._guard("run", self.run, inputs)
         graph = self.graph
         if not isinstance(outs, (list, tuple)) or len(outs) != len(graph.heads):
-            raise BackendError(
-                f"backend {self.name!r} returned {type(outs).__name__} from run for "
-                f"{self.symbol}; expected a sequence of {len(graph.heads)} arrays",
-                backend=self.name,
-                symbol=self.symbol,
-                stage="run",
+            raise self.error(
+                "run",
+                f"returned {type(outs).__name__} from run for {self.symbol}; "
+                f"expected a sequence of {len(graph.heads)} arrays",
             )
         result = {}
         for name, head, out in zip(graph.output_names, graph.heads, outs, strict=True):
@@ -219,20 +217,16 @@ class Backend:
                     if isinstance(out, np.ndarray)
                     else type(out).__name__
                 )
-                raise BackendError(
-                    f"backend {self.name!r} returned {got} for output {name!r} of "
-                    f"{self.symbol}; the graph says {spec.dtype}",
-                    backend=self.name,
-                    symbol=self.symbol,
-                    stage="run",
+                raise self.error(
+                    "run",
+                    f"returned {got} for output {name!r} of {self.symbol}; "
+                    f"the graph says {spec.dtype}",
                 )
             if spec.shape is not None and not _shape_fits(out.shape, spec.shape):
-                raise BackendError(
-                    f"backend {self.name!r} returned shape {out.shape} for output "
-                    f"{name!r} of {self.symbol}; the graph says {spec.shape}",
-                    backend=self.name,
-                    symbol=self.symbol,
-                    stage="run",
+                raise self.error(
+                    "run",
+                    f"returned shape {out.shape} for output {name!r} of "
+                    f"{self.symbol}; the graph says {spec.shape}",
                 )
             result[name] = out
         return result
@@ -243,13 +237,20 @@ class Backend:
         except ByocError:
             raise
         except Exception as exc:
-            raise BackendError(
-                f"backend {self.name!r} failed in {stage} of subgraph {self.symbol}: "
+            raise self.error(
+                stage,
+                f"failed in {stage} of subgraph {self.symbol}: "
                 f"{type(exc).__name__}: {exc}",
-                backend=self.name,
-                symbol=self.symbol,
-                stage=stage,
             ) from exc
+
+    def error(self, stage: str, what: str) -> BackendError:
+        """A BackendError naming this backend, its subgraph and the stage."""
+        return BackendError(
+            f"backend {self.name!r} {what}",
+            backend=self.name,
+            symbol=self.symbol,
+            stage=stage,
+        )
 
 
 def _shape_fits(actual: tuple[int, ...], declared: tuple[int | str, ...]) -> bool:
