@@ -132,6 +132,11 @@ class Module:
                     f"subgraph {rec.symbol} reads missing constants {missing[:5]}"
                 )
         self._plan = _plan(host, artifact.consts, self._records)
+        self._nslots = host.node_row_ptr[-1]
+        # (info, numpy dtype, the shape when fully static): checked on every run
+        self._input_checks = tuple(
+            (t, np.dtype(t.dtype), _static_shape(t.shape)) for t in self.inputs
+        )
         self._heads = tuple(
             (n, host.entry_id(h))
             for n, h in zip(host.output_names, host.heads, strict=True)
@@ -243,10 +248,12 @@ class Module:
         for step in self._plan:
             kind = step.kind
             if kind == "call":
-                fn = self._engines.get(step.payload) or self._engine(step.payload)
-                names = fn.graph.input_names
-                outs = fn({n: values[s] for n, s in zip(names, step.ins, strict=True)})
-                for slot, value in zip(step.outs, outs.values(), strict=True):
+                symbol, names = step.payload
+                fn = self._engines.get(symbol) or self._engine(symbol)
+                outs = fn.checked_run(
+                    {n: values[s] for n, s in zip(names, step.ins, strict=True)}
+                )
+                for slot, value in zip(step.outs, outs, strict=True):
                     values[slot] = value
             elif kind == "input":
                 values[step.outs[0]] = arrays[step.payload]
@@ -264,35 +271,32 @@ class Module:
             for name, slot in self._heads
         }
 
-    @property
-    def _nslots(self) -> int:
-        return self.artifact.host.node_row_ptr[-1]
-
     def _check_inputs(
         self, inputs: Mapping[str, Any]
     ) -> tuple[dict[str, np.ndarray], dict[str, int]]:
-        if not isinstance(inputs, Mapping):
+        if type(inputs) is not dict and not isinstance(inputs, Mapping):
             raise InputError(
                 "run takes a dict of input name -> array; got "
-                f"{type(inputs).__name__}. "
-                f"Inputs: {_sig(self.inputs)}"
+                f"{type(inputs).__name__}. Inputs: {_sig(self.inputs)}"
             )
-        expected = {t.name for t in self.inputs}
-        missing = [t.name for t in self.inputs if t.name not in inputs]
-        unknown = [k for k in inputs if k not in expected]
-        if missing or unknown:
+        if len(inputs) != len(self.inputs) or any(
+            t.name not in inputs for t in self.inputs
+        ):
+            expected = {t.name for t in self.inputs}
             raise InputError(
-                f"input names do not match the model: missing {missing}, unexpected "
-                f"{unknown}. The model takes {_sig(self.inputs)}",
-                missing=missing,
-                unexpected=unknown,
+                "input names do not match the model: missing "
+                f"{[t.name for t in self.inputs if t.name not in inputs]}, unexpected "
+                f"{[k for k in inputs if k not in expected]}. The model takes "
+                f"{_sig(self.inputs)}",
+                missing=[t.name for t in self.inputs if t.name not in inputs],
+                unexpected=[k for k in inputs if k not in expected],
             )
         arrays: dict[str, np.ndarray] = {}
         dims: dict[str, int] = {}
-        for t in self.inputs:
+        for t, dtype, static in self._input_checks:
             value = inputs[t.name]
-            array = value if isinstance(value, np.ndarray) else np.asarray(value)
-            if array.dtype.name != t.dtype:
+            array = value if type(value) is np.ndarray else np.asarray(value)
+            if array.dtype != dtype:
                 raise InputError(
                     f"input {t.name!r} has dtype {array.dtype.name}; the model expects "
                     f"{t.dtype} (convert with .astype(np.{t.dtype}))",
@@ -300,8 +304,8 @@ class Module:
                     expected=t.dtype,
                     given=array.dtype.name,
                 )
-            if t.shape is not None:
-                _bind(t, array.shape, dims)
+            if array.shape != static and t.shape is not None:
+                _bind(t, array.shape, dims)  # symbolic dims, or a mismatch to report
             arrays[t.name] = array
         return arrays, dims
 
@@ -397,6 +401,12 @@ def load(
     return mod
 
 
+def _static_shape(shape: tuple[int | str, ...] | None) -> tuple[int, ...] | None:
+    if shape is None or not all(isinstance(d, int) for d in shape):
+        return None
+    return tuple(int(d) for d in shape)
+
+
 def _sig(infos: tuple[TensorInfo, ...]) -> str:
     return ", ".join(
         f"{t.name}: {t.dtype}{list(t.shape) if t.shape is not None else '[?]'}"
@@ -468,7 +478,8 @@ def _plan(
             ) or node.num_outputs != len(records[symbol].graph.heads):
                 raise FormatError(f"host call of {symbol} does not match its subgraph")
             ins = tuple(host.entry_id(e) for e in node.inputs)
-            steps.append(_Step("call", outs, ins, symbol))
+            names = records[symbol].graph.input_names
+            steps.append(_Step("call", outs, ins, (symbol, names)))
         else:
             raise FormatError(
                 f"host graph node {node.describe(nid)} is not a call, input or value"

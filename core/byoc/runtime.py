@@ -198,19 +198,26 @@ class Backend:
 
     def __call__(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the subgraph: name -> array in, output name -> array out."""
+        return dict(zip(self.graph.output_names, self.checked_run(inputs), strict=True))
+
+    def checked_run(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """``run`` with its result checked against the graph (the driver's path).
+
+        Kept lean: it runs on every inference, once per subgraph.
+        """
         outs = self._guard("run", self.run, inputs)
-        graph = self.graph
-        if not isinstance(outs, (list, tuple)) or len(outs) != len(graph.heads):
+        checks = self._output_checks()
+        if type(outs) not in (list, tuple) or len(outs) != len(checks):
             raise self.error(
                 "run",
                 f"returned {type(outs).__name__} from run for {self.symbol}; "
-                f"expected a sequence of {len(graph.heads)} arrays",
+                f"expected a sequence of {len(checks)} arrays",
             )
-        result = {}
-        for name, head, out in zip(graph.output_names, graph.heads, outs, strict=True):
-            spec = graph.spec(head)
-            if not isinstance(out, np.ndarray) or (
-                out.dtype.name != spec.dtype and spec.dtype != UNKNOWN
+        for i, ((name, dtype, rank, static), out) in enumerate(
+            zip(checks, outs, strict=True)
+        ):
+            if type(out) is not np.ndarray or (
+                dtype is not None and out.dtype != dtype
             ):
                 got = (
                     out.dtype.name
@@ -220,16 +227,38 @@ class Backend:
                 raise self.error(
                     "run",
                     f"returned {got} for output {name!r} of {self.symbol}; "
-                    f"the graph says {spec.dtype}",
+                    f"the graph says {dtype}",
                 )
-            if spec.shape is not None and not _shape_fits(out.shape, spec.shape):
+            shape = out.shape
+            if rank is not None and (
+                len(shape) != rank or any(shape[a] != d for a, d in static)
+            ):
                 raise self.error(
                     "run",
-                    f"returned shape {out.shape} for output {name!r} of "
-                    f"{self.symbol}; the graph says {spec.shape}",
+                    f"returned shape {shape} for output {name!r} of "
+                    f"{self.symbol}; the graph says "
+                    f"{self.graph.spec(self.graph.heads[i]).shape}",
                 )
-            result[name] = out
-        return result
+        return list(outs)
+
+    def _output_checks(
+        self,
+    ) -> list[tuple[str, np.dtype | None, int | None, tuple[tuple[int, int], ...]]]:
+        checks = self.__dict__.get("_checks")
+        if checks is None:
+            checks = []
+            for name, head in zip(
+                self.graph.output_names, self.graph.heads, strict=True
+            ):
+                spec = self.graph.spec(head)
+                dtype = None if spec.dtype == UNKNOWN else np.dtype(spec.dtype)
+                rank = None if spec.shape is None else len(spec.shape)
+                static = tuple(
+                    (a, d) for a, d in enumerate(spec.shape or ()) if isinstance(d, int)
+                )
+                checks.append((name, dtype, rank, static))
+            self.__dict__["_checks"] = checks
+        return checks
 
     def _guard(self, stage: str, fn: Callable[..., Any], *args: Any) -> Any:
         try:
@@ -251,11 +280,3 @@ class Backend:
             symbol=self.symbol,
             stage=stage,
         )
-
-
-def _shape_fits(actual: tuple[int, ...], declared: tuple[int | str, ...]) -> bool:
-    if len(actual) != len(declared):
-        return False
-    return all(
-        not isinstance(d, int) or d == a for a, d in zip(actual, declared, strict=True)
-    )
