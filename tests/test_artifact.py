@@ -143,6 +143,13 @@ HOSTILE = {
         ]
     ),
     "newer graph version": lambda h: h["host"].update(version=99),
+    "unknown dtype in the host graph": lambda h: h["host"]["nodes"][0].update(
+        dtype=["gloat32"]
+    ),
+    "negative node id": lambda h: h["host"]["nodes"][-1].update(
+        inputs=[[-(2**63), 0, 0]]
+    ),
+    "absent call input": lambda h: h["host"]["nodes"][-1].update(inputs=[[-1, 0, 0]]),
 }
 
 

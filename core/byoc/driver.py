@@ -477,6 +477,8 @@ def _plan(
                 records[symbol].graph.input_ids
             ) or node.num_outputs != len(records[symbol].graph.heads):
                 raise FormatError(f"host call of {symbol} does not match its subgraph")
+            if any(e.absent for e in node.inputs):
+                raise FormatError(f"host call of {symbol} has an omitted input")
             ins = tuple(host.entry_id(e) for e in node.inputs)
             names = records[symbol].graph.input_names
             steps.append(_Step("call", outs, ins, (symbol, names)))

@@ -19,10 +19,13 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
 from .attrs import MAX_DEPTH, decode_attr, encode_attr
+from .dtypes import DTYPES, UNKNOWN
 from .errors import FormatError, GraphError
 
 if TYPE_CHECKING:
     from .attrs import AttrCodec
+
+_KNOWN_DTYPES = frozenset((*DTYPES, UNKNOWN))
 
 GRAPH_FORMAT_VERSION = 1
 """Version of the graph dict layout; readers reject newer versions."""
@@ -344,8 +347,13 @@ def _validate(graph: Graph) -> None:
                 if node.name in seen_inputs:
                     raise GraphError(f"{where}: duplicate input name {node.name!r}")
                 seen_inputs.add(node.name)
+        for d in node.dtypes:
+            if d not in _KNOWN_DTYPES:
+                raise GraphError(f"{where}: unknown dtype {d!r:.40}")
         for e in node.inputs:
             if e.absent:
+                if e != ABSENT:  # only (-1, 0, 0) marks an omitted input
+                    raise GraphError(f"{where}: bad input entry {e}")
                 continue
             if not 0 <= e.node_id < nid:
                 raise GraphError(
