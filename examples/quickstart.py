@@ -16,11 +16,12 @@ import onnx
 
 import byoc
 from byoc.demo import demo_cnn
+from byoc.report import backends_table
 
 
 def main(argv: list[str]) -> None:
     model = onnx.load(argv[0]) if argv else demo_cnn()
-    print(byoc.report.backends_table(byoc.backends()))
+    print(backends_table(byoc.backends()))
     mod = byoc.compile(model)  # every available backend, by priority, ref last
     print(mod.explain())
     with tempfile.TemporaryDirectory() as tmp:

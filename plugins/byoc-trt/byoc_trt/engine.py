@@ -29,6 +29,8 @@ import msgpack
 import numpy as np
 
 import byoc
+from byoc.cache import cache_key
+from byoc.partition import const_names
 
 from . import probe
 
@@ -103,7 +105,7 @@ RUN_OPTIONS = {"cache_dir", "cache_read_only", "cache_max_bytes", "progress", "d
 def consts_digest(graph: byoc.Graph, consts: Mapping[str, np.ndarray]) -> str:
     """Digest of every constant the subgraph reads (name, dtype, shape, bytes)."""
     h = hashlib.blake2b(digest_size=32)
-    for name in sorted(byoc.partition.const_names(graph)):
+    for name in sorted(const_names(graph)):
         array = np.ascontiguousarray(consts[name])
         h.update(f"{name}|{array.dtype.str}|{array.shape}".encode())
         h.update(array.reshape(-1).view(np.uint8).data)
@@ -118,7 +120,7 @@ def engine_key(
     options: BuildOptions,
 ) -> str:
     """The content key of an engine (see the module docstring)."""
-    return byoc.cache.cache_key(
+    return cache_key(
         graph.to_json(),
         consts_digest(graph, consts),
         f"tensorrt {trt_version}",
