@@ -158,3 +158,14 @@ def test_plugin_context_manager_unregisters(empty_registry):
     with empty_registry.plugin(Plugin(Other), "tmp"):
         assert empty_registry.default_backends() == ["other"]
     assert empty_registry.backends() == []
+
+
+class Target(NumpyBackend):
+    name = "target"
+    priority = -1
+
+
+def test_negative_priority_backends_are_opt_in(empty_registry):
+    empty_registry.add_plugin(Plugin(Target, NumpyBackend), "mixed")
+    assert empty_registry.default_backends() == ["fake"]
+    assert [b.name for b in empty_registry.backends()] == ["fake", "target"]

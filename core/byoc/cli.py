@@ -126,6 +126,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
                     "backend": s.backend,
                     "backend_version": s.backend_version,
                     "graph": s.graph.to_dict(),
+                    "meta": dict(s.meta),
                 }
                 for s in art.subgraphs
             ],
@@ -168,7 +169,9 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     print(subgraph_table(art.subgraphs, art.consts))
     for rec in art.subgraphs:
         if rec.meta:
-            shown = ", ".join(f"{k}={json.dumps(v)}" for k, v in rec.meta.items())
+            shown = ", ".join(
+                f"{k}={_short(json.dumps(v))}" for k, v in rec.meta.items()
+            )
             print(f"{rec.symbol} plan: {shown}")
     total = sum(int(a.nbytes) for a in art.consts.values())
     print(f"\nconstants: {len(art.consts)} tensors, {human_bytes(total)}")
@@ -181,6 +184,10 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
             )
         )
     return 0
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

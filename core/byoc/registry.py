@@ -232,8 +232,12 @@ class Registry:
         return rows + sorted(self._broken.values(), key=lambda r: r.name)
 
     def default_backends(self) -> list[str]:
-        """Names of the available backends, highest priority first."""
-        return [r.name for r in self.backends() if r.available]
+        """Names of the available backends, highest priority first.
+
+        Backends with a negative priority (deployment targets such as ``micro``)
+        are opt-in: they run only when named.
+        """
+        return [r.name for r in self.backends() if r.available and r.priority >= 0]
 
     def backend(self, name: str, *, need_available: bool = True) -> type[Backend]:
         """The backend class called ``name``; BackendError with a fix if absent."""

@@ -117,7 +117,8 @@ class Backend:
     version: ClassVar[str] = "0"
     """Engine-compatibility version; prebuilt engines are keyed by it."""
     priority: ClassVar[int] = 100
-    """Default order when the user gives none: higher first; the fallback is 0."""
+    """Default order when the user gives none: higher first; the fallback (ref)
+    is 0; a negative priority makes the backend opt-in (only used when named)."""
     distribution: ClassVar[str] = ""
     """Set by the registry: the package the backend came from."""
 
