@@ -49,6 +49,7 @@ def __getattr__(name: str) -> Any:
         return value
     raise AttributeError(f"module 'byoc' has no attribute {name!r}")
 
+
 __all__ = [
     "AttrCodec",
     "Backend",

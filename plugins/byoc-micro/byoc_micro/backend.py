@@ -114,7 +114,7 @@ class MicroBackend(byoc.Backend):
     def run(self, inputs: Mapping[str, np.ndarray]) -> Sequence[np.ndarray]:
         xs = []
         for name, nid in zip(self.graph.input_names, self.graph.input_ids, strict=True):
-            x = np.ascontiguousarray(inputs[name])
+            x = np.asarray(inputs[name], order="C")  # keeps 0-d inputs 0-d
             want = tuple(self.graph.nodes[nid].shapes[0] or ())
             if x.dtype != np.float32 or x.shape != want:
                 raise byoc.InputError(

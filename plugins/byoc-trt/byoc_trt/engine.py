@@ -297,7 +297,7 @@ class Runner:
         d2h = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
         hosts = []
         for name in self.inputs:
-            host = np.ascontiguousarray(inputs[name], dtype=np.float32)
+            host = np.asarray(inputs[name], dtype=np.float32, order="C")
             hosts.append(host)  # keep alive until the stream is synchronized
             ptr = self._buffer(state, name, host.nbytes)
             ctx.set_input_shape(name, host.shape)

@@ -27,7 +27,7 @@ class TrtNet(Net):
     def _w(self, array: np.ndarray | None) -> Any:
         if array is None:
             return self.trt.Weights()
-        array = np.ascontiguousarray(array, dtype=np.float32)
+        array = np.asarray(array, dtype=np.float32, order="C")  # 0-d stays 0-d
         self._keep.append(array)
         return self.trt.Weights(array)
 
@@ -40,7 +40,7 @@ class TrtNet(Net):
         return self.network.add_input(name, self.trt.float32, tuple(shape))
 
     def constant(self, array: np.ndarray) -> Tensor:
-        array = np.ascontiguousarray(array, dtype=np.float32)
+        array = np.asarray(array, dtype=np.float32, order="C")  # 0-d stays 0-d
         self._keep.append(array)
         return self._checked(
             self.network.add_constant(array.shape, self._w(array)), "constant"

@@ -1,0 +1,180 @@
+"""The dnnl backend: oneDNN primitives for float32 CNN and transformer ops.
+
+Flow inside the backend: ``supports`` (compile time) runs the op's static
+check, then lowers the node alone "dry" so oneDNN confirms an implementation
+exists; ``init`` imports the subgraph into the IR, fuses
+(:mod:`byoc_dnnl.passes`), lowers every op to primitives with weights packed
+once (:mod:`byoc_dnnl.lowering`) and prepares the run path
+(:mod:`byoc_dnnl.program`); ``run`` binds arrays and executes.
+
+Options (``byoc.compile(..., options={"dnnl": {...}})`` or ``byoc.load``):
+
+* ``threads``: OpenMP threads per run (default: ``OMP_NUM_THREADS``, else
+  every core);
+* ``concurrency``: ``"pool"`` (default; concurrent runs use separate
+  execution contexts) or ``"lock"`` (one context, runs serialized).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import numpy as np
+
+import byoc
+
+from . import _lib
+from .ir import Decline, from_graph, from_node_info
+from .lowering import lower
+from .ops import OPS, no
+from .passes import fuse
+from .patterns import patterns as _patterns
+from .program import Program
+
+try:
+    _VERSION = version("byoc-dnnl")
+except PackageNotFoundError:  # running from a source tree
+    _VERSION = "0.0.0"
+
+_OPTIONS = frozenset({"threads", "concurrency"})
+_TRIALS: OrderedDict[Any, byoc.Support] = OrderedDict()
+_TRIALS_MAX = 4096
+
+
+class DnnlBackend(byoc.Backend):
+    """oneDNN (CPU) backend, above the reference fallback."""
+
+    name = "dnnl"
+    version = _VERSION
+    priority = 50
+
+    # -- capability (compile time) ---------------------------------------------
+
+    @classmethod
+    def available(cls) -> str | None:
+        return _lib.unavailable_reason()
+
+    @classmethod
+    def supports(cls, node: byoc.NodeInfo) -> byoc.Support:
+        entry = OPS.get(node.op)
+        if entry is None:
+            return no(f"no kernel for {node.op}")
+        answer = entry.check(node)  # op-specific reasons are the most telling
+        if not answer:
+            return answer
+        answer = _generic_check(node)
+        if not answer:
+            return answer
+        return _trial(node)
+
+    @classmethod
+    def patterns(cls) -> Sequence[byoc.Pattern]:
+        return _patterns()
+
+    # -- engine -------------------------------------------------------------------
+
+    def init(self, consts: Mapping[str, np.ndarray]) -> None:
+        unknown = sorted(set(self.options) - _OPTIONS)
+        if unknown:
+            raise ValueError(
+                f"unknown dnnl option(s) {unknown}; the options are {sorted(_OPTIONS)}"
+            )
+        threads = _threads_option(self.options)
+        concurrency = self.options.get("concurrency", "pool")
+        if concurrency not in ("pool", "lock"):
+            raise ValueError(
+                f"dnnl option concurrency={concurrency!r}; use 'pool' or 'lock'"
+            )
+        lib = _lib.lib()
+        # Kernels are chosen for the thread count in force when they are made.
+        lib.omp_set_num_threads(threads if threads is not None else lib.default_threads)
+        ir = from_graph(self.graph, consts)
+        fuse(ir)
+        built = lower(ir)
+        self._program = Program(
+            built,
+            [v.name for v in ir.inputs],
+            [v.shape for v in ir.heads],
+            threads=threads,
+            concurrency=concurrency,
+        )
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> Sequence[np.ndarray]:
+        return self._program.run(inputs)
+
+    def describe(self) -> list[tuple[str, str, tuple[str, ...]]]:
+        """(label, oneDNN implementation, post-op kinds) per primitive execution."""
+        return self._program.describe()
+
+
+def _threads_option(options: Mapping[str, Any]) -> int | None:
+    value = options.get("threads")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"dnnl option threads={value!r}; use a positive integer")
+    return value
+
+
+def _generic_check(info: byoc.NodeInfo) -> byoc.Support:
+    """Static shapes, known dtypes, no empty or rank-0 outputs."""
+    for i, spec in enumerate(info.inputs):
+        if spec is None:
+            continue
+        if spec.shape is None or not spec.is_static:
+            return no(f"{info.op} input {i} has a dynamic shape {spec.shape}")
+        if 0 in spec.shape:
+            return no(f"{info.op} input {i} is empty")
+    for i, spec in enumerate(info.outputs):
+        if spec.shape is None or not spec.is_static:
+            return no(f"{info.op} output {i} has a dynamic shape {spec.shape}")
+        if 0 in spec.shape:
+            return no(f"{info.op} output {i} is empty")
+        if len(spec.shape) == 0:
+            return no(f"{info.op} output {i} is a scalar")
+        if len(spec.shape) > _lib.MAX_NDIMS:
+            return no(f"{info.op} output {i} has rank {len(spec.shape)} > 12")
+    return byoc.Support.yes()
+
+
+def _trial_key(info: byoc.NodeInfo) -> Any:
+    consts = []
+    for i, arr in sorted(info.consts.items()):
+        a = np.asarray(arr)
+        consts.append((i, a.tobytes() if a.size <= 64 else a.shape))
+    return (
+        info.op,
+        repr(sorted(info.attrs.items(), key=lambda kv: kv[0])),
+        tuple(None if s is None else (s.shape, s.dtype) for s in info.inputs),
+        tuple((s.shape, s.dtype) for s in info.outputs),
+        tuple(consts),
+    )
+
+
+def _trial(info: byoc.NodeInfo) -> byoc.Support:
+    """Lower the node alone, dry: does oneDNN implement it for these shapes?"""
+    try:
+        key = _trial_key(info)
+    except Exception:  # unhashable attrs: just do not cache
+        key = None
+    if key is not None and key in _TRIALS:
+        _TRIALS.move_to_end(key)
+        return _TRIALS[key]
+    try:
+        lower(from_node_info(info), dry=True)
+        answer = byoc.Support.yes()
+    except Decline as exc:
+        answer = no(f"{info.op} {exc.reason}")
+    except _lib.DnnlError as exc:
+        answer = no(
+            f"oneDNN has no {info.op} implementation for these shapes/attributes "
+            f"({exc.function}: {exc.status_name})"
+        )
+    if key is not None:
+        _TRIALS[key] = answer
+        if len(_TRIALS) > _TRIALS_MAX:
+            _TRIALS.popitem(last=False)
+    return answer

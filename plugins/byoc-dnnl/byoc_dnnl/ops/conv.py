@@ -1,0 +1,261 @@
+"""Convolutions: Conv (grouped, depthwise, strided, dilated) and ConvTranspose.
+
+Both are fusion hosts: bias, folded BatchNormalization, eltwise activations,
+a residual Add (sum post-op, in place) and other binary ops ride on the
+primitive. Weights go through ``format_tag::any``, so constant weights are
+reordered once at init into the blocked layout the kernel prefers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import byoc
+
+from .._lib import Alg, Arg, DnnlError, PropKind, Query, dims
+from ..handles import Attr, MemoryDesc, PrimitiveDesc
+from ..ir import Decline, Op
+from ..lowering import Builder, Epilogue
+from . import guard, need_f32, op, out_shape, shape_of
+from .geometry import Window, forward_window, transposed_window
+
+
+def good_impl(impl: str) -> bool:
+    """False for reference and im2col-gemm kernels (far slower than the jit ones)."""
+    return not impl.startswith("ref") and "gemm" not in impl
+
+
+def choose_pd(
+    b: Builder,
+    x_shape: tuple[int, ...],
+    hint: MemoryDesc | None,
+    dst: MemoryDesc,
+    make: Callable[[MemoryDesc, MemoryDesc], PrimitiveDesc],
+) -> PrimitiveDesc:
+    """The kernel's own choice of input layout, writing the layout its consumers want.
+
+    ``hint`` is the layout the convolutions downstream prefer for this output
+    (see :func:`byoc_dnnl.lowering.plan_layouts`); writing it directly saves a
+    reorder per run. It is used only when a good kernel accepts it.
+    """
+    src = MemoryDesc.any(x_shape)
+    if hint is not None:
+        try:
+            pd = make(src, hint)
+            if good_impl(pd.impl):
+                return pd
+        except DnnlError:
+            pass
+    return make(src, dst)
+
+
+# -- Conv --------------------------------------------------------------------
+
+
+def _conv_window(
+    attrs: object, x: tuple[int, ...], w: tuple[int, ...], y: tuple[int, ...]
+) -> Window:
+    return forward_window(attrs, x[2:], y[2:], w[2:], allow_extension=False)  # type: ignore[arg-type]
+
+
+@guard
+def check_conv(info: byoc.NodeInfo) -> None:
+    """Conv: float32, 1-3 spatial dims, consistent group/kernel/output shape."""
+    need_f32(info)
+    x, w, y = shape_of(info, 0), shape_of(info, 1), out_shape(info)
+    if not 3 <= len(x) <= 5 or len(w) != len(x):
+        raise Decline(f"needs rank 3-5 input and weights, got {len(x)} and {len(w)}")
+    group = int(info.attrs.get("group", 1))
+    if group < 1 or x[1] != w[1] * group or w[0] % group:
+        raise Decline(f"group={group} does not match input {x} and weights {w}")
+    ks = info.attrs.get("kernel_shape")
+    if ks is not None and tuple(ks) != w[2:]:
+        raise Decline(f"kernel_shape={list(ks)} does not match weights {w}")
+    if (
+        len(info.inputs) > 2
+        and info.inputs[2] is not None
+        and shape_of(info, 2) != (w[0],)
+    ):
+        raise Decline(f"bias shape {shape_of(info, 2)} is not ({w[0]},)")
+    if y[:2] != (x[0], w[0]):
+        raise Decline(f"output shape {y} does not match input {x} and weights {w}")
+    _conv_window(info.attrs, x, w, y)
+
+
+@op("Conv", check=check_conv, host=True, prefers=lambda b, n: prefer_conv(b, n))
+def lower_conv(b: Builder, node: Op, ep: Epilogue) -> None:
+    """Conv (+ bias, + post-ops) as one convolution primitive."""
+    x, w = node.inputs[0], node.inputs[1]
+    bias = node.inputs[2] if len(node.inputs) > 2 else None
+    assert x is not None and w is not None
+    y = node.out
+    win = _conv_window(node.attrs, x.shape, w.shape, y.shape)
+    group = int(node.attr("group", 1))
+    oc = w.shape[0]
+    wshape = w.shape if group == 1 else (group, oc // group, *w.shape[1:])
+    w_any = MemoryDesc.any(wshape)
+    bias_md = MemoryDesc.plain((oc,)) if bias is not None else None
+    sum_slot = ep.sum_slot(b, y.shape)
+    dst_md = b.md(sum_slot) if sum_slot is not None else MemoryDesc.any(y.shape)
+    attr, extra = ep.build(b, y.shape)
+    x_slot = b.slot(x)
+
+    def make(src: MemoryDesc, dst: MemoryDesc) -> PrimitiveDesc:
+        return b.pd(
+            "convolution",
+            "convolution_forward_primitive_desc_create",
+            PropKind.forward_inference,
+            Alg.convolution_direct,
+            src.h,
+            w_any.h,
+            bias_md.h if bias_md is not None else None,
+            dst.h,
+            dims(win.strides),
+            dims(win.dilations),
+            dims(win.pad_l),
+            dims(win.pad_r),
+            attr.h,
+        )
+
+    hint = b.hint(ep.result or y) if sum_slot is None else None
+    pd = choose_pd(b, x.shape, hint, dst_md, make)
+    _finish(b, node, ep, pd, x_slot, b.view(b.slot(w), wshape), bias, sum_slot, extra)
+
+
+def prefer_conv(b: Builder, node: Op) -> MemoryDesc | None:
+    """The input layout the Conv's kernel picks on its own (layout planning)."""
+    x, w = node.inputs[0], node.inputs[1]
+    assert x is not None and w is not None
+    win = _conv_window(node.attrs, x.shape, w.shape, node.out.shape)
+    group = int(node.attr("group", 1))
+    wshape = w.shape if group == 1 else (group, w.shape[0] // group, *w.shape[1:])
+    src, wmd, dst = (MemoryDesc.any(s) for s in (x.shape, wshape, node.out.shape))
+    attr = Attr()
+    pd = b.pd(
+        "convolution",
+        "convolution_forward_primitive_desc_create",
+        PropKind.forward_inference,
+        Alg.convolution_direct,
+        src.h,
+        wmd.h,
+        None,
+        dst.h,
+        dims(win.strides),
+        dims(win.dilations),
+        dims(win.pad_l),
+        dims(win.pad_r),
+        attr.h,
+    )
+    return pd.md(Query.src_md) if good_impl(pd.impl) else None
+
+
+def _finish(
+    b: Builder,
+    node: Op,
+    ep: Epilogue,
+    pd: PrimitiveDesc,
+    x_slot: int,
+    w_slot: int,
+    bias: object,
+    sum_slot: int | None,
+    extra: list[tuple[int, int]],
+) -> None:
+    args = [
+        (Arg.src, b.convert(x_slot, pd.md(Query.src_md))),
+        (Arg.weights, b.convert(w_slot, pd.md(Query.weights_md))),
+    ]
+    if bias is not None:
+        args.append((Arg.bias, b.convert(b.slot(bias), pd.arg_md(Arg.bias))))  # type: ignore[arg-type]
+    result = ep.result or node.out
+    out = b.produce(result, pd.md(Query.dst_md), inplace=sum_slot)
+    args.append((Arg.dst, out))
+    args.extend(extra)
+    b.add_step(pd, args, node.label)
+
+
+# -- ConvTranspose -------------------------------------------------------------
+
+
+@guard
+def check_conv_transpose(info: byoc.NodeInfo) -> None:
+    """ConvTranspose: float32, 1-3 spatial dims, geometry consistent with the output."""
+    need_f32(info)
+    x, w, y = shape_of(info, 0), shape_of(info, 1), out_shape(info)
+    if not 3 <= len(x) <= 5 or len(w) != len(x):
+        raise Decline(f"needs rank 3-5 input and weights, got {len(x)} and {len(w)}")
+    group = int(info.attrs.get("group", 1))
+    if group < 1 or x[1] != w[0] or w[0] % group:
+        raise Decline(f"group={group} does not match input {x} and weights {w}")
+    ks = info.attrs.get("kernel_shape")
+    if ks is not None and tuple(ks) != w[2:]:
+        raise Decline(f"kernel_shape={list(ks)} does not match weights {w}")
+    oc = w[1] * group
+    if (
+        len(info.inputs) > 2
+        and info.inputs[2] is not None
+        and shape_of(info, 2) != (oc,)
+    ):
+        raise Decline(f"bias shape {shape_of(info, 2)} is not ({oc},)")
+    if y[:2] != (x[0], oc):
+        raise Decline(f"output shape {y} does not match input {x} and weights {w}")
+    transposed_window(info.attrs, x[2:], y[2:], w[2:])
+
+
+@op("ConvTranspose", check=check_conv_transpose, host=True)
+def lower_conv_transpose(b: Builder, node: Op, ep: Epilogue) -> None:
+    """ConvTranspose as a deconvolution primitive (output_padding = less right pad)."""
+    x, w = node.inputs[0], node.inputs[1]
+    bias = node.inputs[2] if len(node.inputs) > 2 else None
+    assert x is not None and w is not None
+    y = node.out
+    win = transposed_window(node.attrs, x.shape[2:], y.shape[2:], w.shape[2:])
+    group = int(node.attr("group", 1))
+    ic, ocg, ks = w.shape[0], w.shape[1], w.shape[2:]
+    icg = ic // group
+    # ONNX weights are (IC, OC/g, k...); oneDNN wants (g, OC/g, IC/g, k...): a
+    # strided view of the dense weights, packed by the reorder into "any".
+    inner = 1
+    for k in ks:
+        inner *= k
+    if group == 1:
+        wshape = (ocg, ic, *ks)
+        wstrides = (inner, ocg * inner, *_dense_strides(ks))
+    else:
+        wshape = (group, ocg, icg, *ks)
+        wstrides = (icg * ocg * inner, inner, ocg * inner, *_dense_strides(ks))
+    w_any = MemoryDesc.any(wshape)
+    oc = ocg * group
+    bias_md = MemoryDesc.plain((oc,)) if bias is not None else None
+    sum_slot = ep.sum_slot(b, y.shape)
+    dst_md = b.md(sum_slot) if sum_slot is not None else MemoryDesc.any(y.shape)
+    attr, extra = ep.build(b, y.shape)
+    x_slot = b.slot(x)
+
+    def make(src: MemoryDesc, dst: MemoryDesc) -> PrimitiveDesc:
+        return b.pd(
+            "deconvolution",
+            "deconvolution_forward_primitive_desc_create",
+            PropKind.forward_inference,
+            Alg.deconvolution_direct,
+            src.h,
+            w_any.h,
+            bias_md.h if bias_md is not None else None,
+            dst.h,
+            dims(win.strides),
+            dims(win.dilations),
+            dims(win.pad_l),
+            dims(win.pad_r),
+            attr.h,
+        )
+
+    hint = b.hint(ep.result or y) if sum_slot is None else None
+    pd = choose_pd(b, x.shape, hint, dst_md, make)
+    w_view = b.strided_view(b.slot(w), wshape, wstrides)
+    _finish(b, node, ep, pd, x_slot, w_view, bias, sum_slot, extra)
+
+
+def _dense_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+    out = [1] * len(shape)
+    for i in range(len(shape) - 2, -1, -1):
+        out[i] = out[i + 1] * shape[i + 1]
+    return tuple(out)

@@ -1,0 +1,258 @@
+"""Matrix products: MatMul (numpy semantics, batched, broadcast) and Gemm.
+
+Both lower to oneDNN's matmul primitive, a fusion host. Constant weights use
+``format_tag::any`` and are packed once at init. Transposed operands (Gemm's
+transA/transB, a Transpose feeding a MatMul) are strided views, not copies.
+A MatMul whose weights are a plain matrix runs on flattened rows
+(``[..., M, K] -> [rows, K]``), which gives the kernel one large M.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+import byoc
+
+from .._lib import Alg, Arg, DnnlError, Query
+from ..handles import MemoryDesc, PrimitiveDesc
+from ..ir import Decline, Op, Value
+from ..lowering import Builder, Epilogue, PostItem
+from . import guard, need_f32, op, out_shape, shape_of
+
+
+def _pad(shape: tuple[int, ...], rank: int) -> tuple[int, ...]:
+    return (1,) * (rank - len(shape)) + tuple(shape)
+
+
+def matmul_shapes(
+    a: tuple[int, ...], w: tuple[int, ...]
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """(src, weights, dst) dims of ``a @ w`` with rank-1 operands made 2-D."""
+    a2 = (1, *a) if len(a) == 1 else a
+    w2 = (*w, 1) if len(w) == 1 else w
+    r = max(len(a2), len(w2))
+    a3, w3 = _pad(a2, r), _pad(w2, r)
+    if a3[-1] != w3[-2]:
+        raise Decline(f"inner dimensions of {list(a)} and {list(w)} differ")
+    batch = []
+    for x, y in zip(a3[:-2], w3[:-2], strict=True):
+        if x != y and 1 not in (x, y):
+            raise Decline(f"batch dims of {list(a)} and {list(w)} do not broadcast")
+        batch.append(max(x, y))
+    return a3, w3, (*batch, a3[-2], w3[-1])
+
+
+def _onnx_out(
+    a: tuple[int, ...], w: tuple[int, ...], d: tuple[int, ...]
+) -> tuple[int, ...]:
+    out = list(d)
+    if len(w) == 1:
+        out.pop(-1)
+    if len(a) == 1:
+        out.pop(-2 if len(w) != 1 else -1)
+    return tuple(out)
+
+
+@guard
+def check_matmul(info: byoc.NodeInfo) -> None:
+    """MatMul: float32, numpy broadcasting of batch dims, non-scalar output."""
+    need_f32(info)
+    a, w, y = shape_of(info, 0), shape_of(info, 1), out_shape(info)
+    if not a or not w:
+        raise Decline("with a scalar operand is not supported")
+    _, _, d = matmul_shapes(a, w)
+    if _onnx_out(a, w, d) != y:
+        raise Decline(f"output shape {list(y)} does not match {list(a)} @ {list(w)}")
+
+
+def _operand(b: Builder, v: Value, dims: tuple[int, ...]) -> int:
+    s = b.slot(v)
+    md = b.md(s)
+    if md.dims == dims and md.is_plain:
+        return s  # dense or a strided view (e.g. a transpose): the kernel reads it
+    return b.view(s, dims)
+
+
+@op("MatMul", check=check_matmul, host=True)
+def lower_matmul(b: Builder, node: Op, ep: Epilogue) -> None:
+    """MatMul (+ folded bias in input 2, + post-ops) as one matmul primitive."""
+    a, w = node.inputs[0], node.inputs[1]
+    bias = node.inputs[2] if len(node.inputs) > 2 else None
+    assert a is not None and w is not None
+    a3, w3, d3 = matmul_shapes(a.shape, w.shape)
+    n = d3[-1]
+    rows = math.prod(d3[:-1])
+    flat = len(w3) > 2 and all(x == 1 for x in w3[:-2]) and ep.operands_fit((rows, n))
+    src_dims: tuple[int, ...]
+    w_dims: tuple[int, ...]
+    dst_dims: tuple[int, ...]
+    if flat:
+        src_dims, w_dims, dst_dims = (rows, a3[-1]), w3[-2:], (rows, n)
+    else:
+        src_dims, w_dims, dst_dims = a3, w3, d3
+    bias_slot = (
+        None if bias is None else b.view(b.slot(bias), _pad((n,), len(dst_dims)))
+    )
+    _matmul(
+        b,
+        node,
+        ep,
+        _operand(b, a, src_dims),
+        _operand(b, w, w_dims),
+        w.const is not None,
+        dst_dims,
+        bias_slot,
+        [],
+    )
+
+
+def _matmul(
+    b: Builder,
+    node: Op,
+    ep: Epilogue,
+    a_slot: int,
+    w_slot: int,
+    w_const: bool,
+    dst_dims: tuple[int, ...],
+    bias_slot: int | None,
+    prefix: list[PostItem],
+) -> None:
+    """Shared tail of MatMul and Gemm: pd, packed weights, one step."""
+    w_dims = b.md(w_slot).dims
+    sum_slot = ep.sum_slot(b, dst_dims)
+    dst_md = b.md(sum_slot) if sum_slot is not None else MemoryDesc.any(dst_dims)
+    attr, extra = ep.build(b, dst_dims, prefix)
+    bias_md = b.md(bias_slot) if bias_slot is not None else None
+    w_any = MemoryDesc.any(w_dims) if w_const else None
+
+    def make(mds: list[MemoryDesc]) -> PrimitiveDesc:
+        wmd = w_any if w_any is not None else mds[1]
+        return b.pd(
+            "matmul",
+            "matmul_primitive_desc_create",
+            mds[0].h,
+            wmd.h,
+            bias_md.h if bias_md is not None else None,
+            dst_md.h,
+            attr.h,
+        )
+
+    hint = b.hint(ep.result or node.out) if sum_slot is None else None
+    pd = None
+    if hint is not None and hint.dims == tuple(dst_dims):
+        # A Transpose reads this result: write it transposed, so the Transpose
+        # becomes a view and the next Reshape is free.
+        default_dst = dst_md
+        dst_md = hint
+        try:
+            pd, (a_slot, w_slot) = b.best_pd([a_slot, w_slot], make)
+            if pd.impl.startswith("ref"):
+                pd = None
+        except DnnlError:
+            pd = None
+        if pd is None:
+            dst_md = default_dst
+    if pd is None:
+        pd, (a_slot, w_slot) = b.best_pd([a_slot, w_slot], make)
+    args = [
+        (Arg.src, a_slot),
+        (Arg.weights, b.convert(w_slot, pd.md(Query.weights_md))),
+    ]
+    if bias_slot is not None:
+        args.append((Arg.bias, bias_slot))
+    out = b.produce(ep.result or node.out, pd.md(Query.dst_md), inplace=sum_slot)
+    args.append((Arg.dst, out))
+    args.extend(extra)
+    b.add_step(pd, args, node.label)
+
+
+# -- Gemm ------------------------------------------------------------------------
+
+
+def _gemm_dims(
+    info_attrs: object, a: tuple[int, ...], w: tuple[int, ...]
+) -> tuple[int, int, int]:
+    get = info_attrs.get  # type: ignore[attr-defined]
+    ta, tb = int(get("transA", 0)), int(get("transB", 0))
+    m, k = (a[1], a[0]) if ta else a
+    k2, n = (w[1], w[0]) if tb else w
+    if k != k2:
+        raise Decline(
+            f"inner dimensions of {list(a)} and {list(w)} differ "
+            f"(transA={ta}, transB={tb})"
+        )
+    return m, k, n
+
+
+@guard
+def check_gemm(info: byoc.NodeInfo) -> None:
+    """Gemm: float32 2-D operands; C broadcastable to (M, N)."""
+    need_f32(info)
+    a, w = shape_of(info, 0), shape_of(info, 1)
+    if len(a) != 2 or len(w) != 2:
+        raise Decline(f"needs 2-D A and B, got ranks {len(a)} and {len(w)}")
+    m, _, n = _gemm_dims(info.attrs, a, w)
+    if out_shape(info) != (m, n):
+        raise Decline(f"output shape {out_shape(info)} is not ({m}, {n})")
+    if len(info.inputs) > 2 and info.inputs[2] is not None:
+        c = _pad(shape_of(info, 2), 2)
+        if len(c) != 2 or c[0] not in (1, m) or c[1] not in (1, n):
+            raise Decline(
+                f"C of shape {list(shape_of(info, 2))} does not broadcast to ({m}, {n})"
+            )
+
+
+@op("Gemm", check=check_gemm, host=True)
+def lower_gemm(b: Builder, node: Op, ep: Epilogue) -> None:
+    """alpha*A'B' + beta*C: alpha folds into constant weights, C into the bias."""
+    a, w = node.inputs[0], node.inputs[1]
+    c = node.inputs[2] if len(node.inputs) > 2 else None
+    assert a is not None and w is not None
+    m, k, n = _gemm_dims(node.attrs, a.shape, w.shape)
+    ta, tb = int(node.attr("transA", 0)), int(node.attr("transB", 0))
+    alpha, beta = float(node.attr("alpha", 1.0)), float(node.attr("beta", 1.0))
+    w_slot = b.slot(w)
+    a_slot = b.slot(a)
+    if alpha != 1.0 and w.const is not None:
+        w_slot = b.const_slot(np.asarray(w.const, np.float32) * np.float32(alpha))
+        alpha = 1.0
+    elif alpha != 1.0 and a.const is not None:
+        a_slot = b.const_slot(np.asarray(a.const, np.float32) * np.float32(alpha))
+        alpha = 1.0
+    if ta:
+        a_slot = b.strided_view(a_slot, (m, k), (1, m))
+    if tb:
+        w_slot = b.strided_view(w_slot, (k, n), (1, k))
+    prefix: list[PostItem] = []
+    bias_slot = None
+    if c is not None and beta != 0.0:
+        c2 = _pad(c.shape, 2)
+        if c.const is not None:
+            cval = np.asarray(c.const, np.float32).reshape(c2) * np.float32(beta)
+            if alpha == 1.0 and c2[0] == 1:
+                bias_slot = b.const_slot(np.broadcast_to(cval, (1, n)))
+            else:
+                prefix += _alpha(alpha)
+                prefix.append(
+                    PostItem("binary", Alg.binary_add, slot=b.const_slot(cval))
+                )
+        else:
+            c_slot = b.view(b.slot(c), c2)
+            if alpha == 1.0 and beta == 1.0 and c2 == (1, n):
+                bias_slot = c_slot
+            elif beta == 1.0:
+                prefix += _alpha(alpha)
+                prefix.append(PostItem("binary", Alg.binary_add, slot=c_slot))
+            else:
+                prefix += _alpha(alpha / beta)
+                prefix.append(PostItem("binary", Alg.binary_add, slot=c_slot))
+                prefix.append(PostItem("eltwise", Alg.eltwise_linear, beta, 0.0))
+    else:
+        prefix += _alpha(alpha)
+    _matmul(b, node, ep, a_slot, w_slot, w.const is not None, (m, n), bias_slot, prefix)
+
+
+def _alpha(alpha: float) -> list[PostItem]:
+    return [] if alpha == 1.0 else [PostItem("eltwise", Alg.eltwise_linear, alpha, 0.0)]

@@ -1,0 +1,281 @@
+"""Fusion, layout propagation, and the run contract (fresh outputs, inputs intact)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from onnx import helper
+
+import byoc
+from byoc_dnnl import _lib
+
+from .helpers import check_model, claims, engine_steps, feeds_for, graph_model, run_ort
+
+R = np.random.default_rng(7)
+
+
+def w(*shape: int) -> np.ndarray:
+    return (R.standard_normal(shape) * 0.3).astype(np.float32)
+
+
+def bn_inits(prefix: str, c: int) -> dict[str, np.ndarray]:
+    return {
+        f"{prefix}_s": (1 + 0.1 * R.standard_normal(c)).astype(np.float32),
+        f"{prefix}_b": w(c),
+        f"{prefix}_m": w(c),
+        f"{prefix}_v": (0.5 + R.random(c)).astype(np.float32),
+    }
+
+
+def bn(prefix: str, x: str, y: str) -> helper.NodeProto:
+    return helper.make_node(
+        "BatchNormalization",
+        [x, f"{prefix}_s", f"{prefix}_b", f"{prefix}_m", f"{prefix}_v"],
+        [y],
+    )
+
+
+def kernel_steps(mod: byoc.Module) -> list[tuple[str, str, tuple[str, ...]]]:
+    return [s for s in engine_steps(mod) if not s[0].startswith("output")]
+
+
+def test_conv_bn_relu_is_one_primitive() -> None:
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+        bn("bn", "c", "b"),
+        helper.make_node("Relu", ["b"], ["y"]),
+    ]
+    model = graph_model(
+        nodes, {"x": (1, 16, 8, 8)}, ["y"], {"w": w(16, 16, 3, 3), **bn_inits("bn", 16)}
+    )
+    steps = kernel_steps(check_model(model))
+    assert [s[2] for s in steps if s[0] != "reorder"] == [("eltwise",)]
+
+
+def test_residual_add_relu_is_a_sum_post_op() -> None:
+    # r -> conv -> relu -> conv -> bn -> add(r) -> relu: a ResNet basic block
+    nodes = [
+        helper.make_node("Conv", ["x", "w0"], ["r0"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["r0"], ["r"]),
+        helper.make_node("Conv", ["r", "w1"], ["a"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["a"], ["a1"]),
+        helper.make_node("Conv", ["a1", "w2"], ["c"], pads=[1, 1, 1, 1]),
+        bn("bn", "c", "b"),
+        helper.make_node("Add", ["b", "r"], ["s"]),
+        helper.make_node("Relu", ["s"], ["y"]),
+    ]
+    model = graph_model(
+        nodes,
+        {"x": (1, 16, 8, 8)},
+        ["y"],
+        {
+            "w0": w(16, 16, 3, 3),
+            "w1": w(16, 16, 3, 3),
+            "w2": w(16, 16, 3, 3),
+            **bn_inits("bn", 16),
+        },
+    )
+    steps = kernel_steps(check_model(model))
+    assert [s[2] for s in steps if s[0] != "reorder"] == [("eltwise",)] * 2 + [
+        ("sum", "eltwise")
+    ]
+
+
+def test_residual_that_is_an_input_is_read_not_overwritten() -> None:
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Add", ["c", "x"], ["s"]),
+        helper.make_node("Relu", ["s"], ["y"]),
+    ]
+    model = graph_model(nodes, {"x": (1, 8, 6, 6)}, ["y"], {"w": w(8, 8, 3, 3)})
+    feeds = feeds_for(model)
+    keep = feeds["x"].copy()
+    steps = kernel_steps(check_model(model, feeds))
+    assert ("binary", "eltwise") in [s[2] for s in steps]
+    np.testing.assert_array_equal(feeds["x"], keep)
+
+
+def test_residual_still_needed_later_is_not_overwritten() -> None:
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("Conv", ["r", "w"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Add", ["c", "r"], ["s"]),
+        helper.make_node("Mul", ["s", "r"], ["y"]),
+    ]
+    model = graph_model(nodes, {"x": (1, 8, 6, 6)}, ["y", "r"], {"w": w(8, 8, 3, 3)})
+    check_model(model)
+
+
+def _gelu(x: str, y: str, first: str = "Div") -> list[helper.NodeProto]:
+    c = "sqrt2" if first == "Div" else "inv_sqrt2"
+    return [
+        helper.make_node(first, [x, c], [f"{y}_d"]),
+        helper.make_node("Erf", [f"{y}_d"], [f"{y}_e"]),
+        helper.make_node("Add", [f"{y}_e", "one"], [f"{y}_a"]),
+        helper.make_node("Mul", [x, f"{y}_a"], [f"{y}_m"]),
+        helper.make_node("Mul", [f"{y}_m", "half"], [y]),
+    ]
+
+
+GELU_CONSTS = {
+    "sqrt2": np.array(math.sqrt(2), np.float32),
+    "inv_sqrt2": np.array(1 / math.sqrt(2), np.float32),
+    "one": np.array(1.0, np.float32),
+    "half": np.array(0.5, np.float32),
+}
+
+
+@pytest.mark.parametrize("first", ["Div", "Mul"])
+def test_matmul_bias_gelu_is_one_primitive(first: str) -> None:
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["m"]),
+        helper.make_node("Add", ["m", "b"], ["h"]),
+        *_gelu("h", "y", first),
+    ]
+    model = graph_model(
+        nodes, {"x": (2, 8, 16)}, ["y"], {"w": w(16, 32), "b": w(32), **GELU_CONSTS}
+    )
+    mod = check_model(model)
+    assert [s[2] for s in kernel_steps(mod)] == [("eltwise",)]
+    patterns = {d.pattern for d in mod.partition.decisions}  # type: ignore[union-attr]
+    assert "dnnl.gelu_erf" in patterns
+
+
+def test_gelu_with_wrong_constant_is_not_claimed_as_gelu() -> None:
+    nodes = _gelu("x", "y")
+    consts = {**GELU_CONSTS, "sqrt2": np.array(1.5, np.float32)}
+    model = graph_model(nodes, {"x": (3, 5)}, ["y"], consts)
+    mod = byoc.compile(model, backends=["dnnl", "ref"], quiet=True)
+    assert any("Erf" in c for c in claims(mod))
+    np.testing.assert_allclose(
+        mod.run(feeds_for(model))["y"],
+        run_ort(model, feeds_for(model))[0],
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+def test_attention_scores_div_fuses_and_transposes_are_views() -> None:
+    nodes = [
+        helper.make_node("Transpose", ["q"], ["qt"], perm=[0, 2, 1, 3]),
+        helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 2, 3, 1]),
+        helper.make_node("MatMul", ["qt", "kt"], ["s"]),
+        helper.make_node("Div", ["s", "d"], ["sd"]),
+        helper.make_node("Softmax", ["sd"], ["y"], axis=-1),
+    ]
+    model = graph_model(
+        nodes,
+        {"q": (1, 16, 4, 8), "k": (1, 16, 4, 8)},
+        ["y"],
+        {"d": np.array(math.sqrt(8), np.float32)},
+    )
+    steps = kernel_steps(check_model(model))
+    assert [s[2] for s in steps] == [
+        ("binary",),
+        (),
+    ]  # matmul(+div), softmax: no reorders
+
+
+def test_gemm_relu_and_binary_relu_fuse() -> None:
+    nodes = [
+        helper.make_node("Gemm", ["x", "w", "b"], ["g"], transB=1),
+        helper.make_node("Relu", ["g"], ["r"]),
+        helper.make_node("Add", ["r", "z"], ["s"]),
+        helper.make_node("Relu", ["s"], ["y"]),
+    ]
+    model = graph_model(
+        nodes, {"x": (4, 16), "z": (4, 8)}, ["y"], {"w": w(8, 16), "b": w(8)}
+    )
+    steps = kernel_steps(check_model(model))
+    assert [s[2] for s in steps] == [("eltwise", "binary", "eltwise")]
+
+
+def test_conv_chain_keeps_its_layout() -> None:
+    nodes, inits, x = [], {}, "x"
+    for i in range(4):
+        nodes.append(
+            helper.make_node("Conv", [x, f"w{i}"], [f"c{i}"], pads=[1, 1, 1, 1])
+        )
+        nodes.append(helper.make_node("Relu", [f"c{i}"], [f"r{i}"]))
+        inits[f"w{i}"] = w(32, 32, 3, 3)
+        x = f"r{i}"
+    nodes.append(
+        helper.make_node("MaxPool", [x], ["y"], kernel_shape=[2, 2], strides=[2, 2])
+    )
+    model = graph_model(nodes, {"x": (1, 32, 16, 16)}, ["y"], inits)
+    steps = engine_steps(check_model(model))
+    reorders = [s for s in steps if s[0] == "reorder"]
+    assert len(reorders) <= 1  # at most the input into the convs' layout
+    assert not any(impl.startswith("ref") for _, impl, _ in steps)
+
+
+def test_refused_fusion_falls_back_to_separate_primitives(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from byoc_dnnl import lowering
+    from byoc_dnnl.ops import OPS, OpEntry
+
+    real = OPS["Conv"]
+
+    def refuse_fused(b: lowering.Builder, op: object, ep: lowering.Epilogue) -> None:
+        if ep:
+            raise _lib.DnnlError(
+                "refused", function="test", status=3, status_name="unimplemented"
+            )
+        real.lower(b, op, ep)  # type: ignore[arg-type]
+
+    monkeypatch.setitem(
+        OPS, "Conv", OpEntry(refuse_fused, real.check, real.post, real.host)
+    )
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Add", ["c", "z"], ["s"]),
+        helper.make_node("Relu", ["s"], ["y"]),
+    ]
+    model = graph_model(
+        nodes, {"x": (1, 8, 6, 6), "z": (1, 8, 6, 6)}, ["y"], {"w": w(8, 8, 3, 3)}
+    )
+    steps = kernel_steps(check_model(model))
+    assert len([s for s in steps if s[0] != "reorder"]) == 2  # conv, add(+relu)
+
+
+def test_outputs_are_fresh_and_inputs_untouched() -> None:
+    nodes = [
+        helper.make_node("Relu", ["x"], ["y"]),
+        helper.make_node("Add", ["y", "x"], ["z"]),
+    ]
+    model = graph_model(nodes, {"x": (3, 4)}, ["y", "z"])
+    mod = byoc.compile(model, backends=["dnnl"], quiet=True)
+    x = feeds_for(model)["x"]
+    keep = x.copy()
+    first = mod.run({"x": x})
+    y0 = first["y"].copy()
+    second = mod.run({"x": -x})
+    assert first["y"] is not second["y"]
+    np.testing.assert_array_equal(first["y"], y0)
+    np.testing.assert_array_equal(x, keep)
+    np.testing.assert_array_equal(second["y"], np.maximum(-x, 0))
+
+
+def test_non_contiguous_and_readonly_inputs() -> None:
+    model = graph_model(
+        [helper.make_node("Sigmoid", ["x"], ["y"])], {"x": (4, 3)}, ["y"]
+    )
+    mod = byoc.compile(model, backends=["dnnl"], quiet=True)
+    base = R.standard_normal((3, 4)).astype(np.float32)
+    x = base.T  # a non-contiguous view
+    x.flags.writeable = False
+    np.testing.assert_allclose(mod.run({"x": x})["y"], 1 / (1 + np.exp(-x)), rtol=1e-6)
+
+
+def test_head_read_inside_and_view_heads() -> None:
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("Flatten", ["r"], ["f"], axis=1),
+        helper.make_node("Transpose", ["r"], ["t"], perm=[1, 0, 2]),
+        helper.make_node("Tanh", ["r"], ["y"]),
+    ]
+    model = graph_model(nodes, {"x": (2, 3, 4)}, ["r", "f", "t", "y"])
+    check_model(model)

@@ -1,0 +1,1 @@
+"""Reliability suite: hostile files, broken plugins, threads, interrupted saves."""
