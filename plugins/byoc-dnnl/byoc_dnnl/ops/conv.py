@@ -86,40 +86,22 @@ def check_conv(info: byoc.NodeInfo) -> None:
 def lower_conv(b: Builder, node: Op, ep: Epilogue) -> None:
     """Conv (+ bias, + post-ops) as one convolution primitive."""
     x, w = node.inputs[0], node.inputs[1]
-    bias = node.inputs[2] if len(node.inputs) > 2 else None
     assert x is not None and w is not None
     y = node.out
     win = _conv_window(node.attrs, x.shape, w.shape, y.shape)
     group = int(node.attr("group", 1))
     oc = w.shape[0]
     wshape = w.shape if group == 1 else (group, oc // group, *w.shape[1:])
-    w_any = MemoryDesc.any(wshape)
-    bias_md = MemoryDesc.plain((oc,)) if bias is not None else None
-    sum_slot = ep.sum_slot(b, y.shape)
-    dst_md = b.md(sum_slot) if sum_slot is not None else MemoryDesc.any(y.shape)
-    attr, extra = ep.build(b, y.shape)
-    x_slot = b.slot(x)
-
-    def make(src: MemoryDesc, dst: MemoryDesc) -> PrimitiveDesc:
-        return b.pd(
-            "convolution",
-            "convolution_forward_primitive_desc_create",
-            PropKind.forward_inference,
-            Alg.convolution_direct,
-            src.h,
-            w_any.h,
-            bias_md.h if bias_md is not None else None,
-            dst.h,
-            dims(win.strides),
-            dims(win.dilations),
-            dims(win.pad_l),
-            dims(win.pad_r),
-            attr.h,
-        )
-
-    hint = b.hint(ep.result or y) if sum_slot is None else None
-    pd = choose_pd(b, x.shape, hint, dst_md, make)
-    _finish(b, node, ep, pd, x_slot, b.view(b.slot(w), wshape), bias, sum_slot, extra)
+    _lower_window_op(
+        b,
+        node,
+        ep,
+        win,
+        wshape,
+        oc,
+        deconv=False,
+        weights=lambda: b.view(b.slot(w), wshape),
+    )
 
 
 def prefer_conv(b: Builder, node: Op) -> MemoryDesc | None:
@@ -205,7 +187,6 @@ def check_conv_transpose(info: byoc.NodeInfo) -> None:
 def lower_conv_transpose(b: Builder, node: Op, ep: Epilogue) -> None:
     """ConvTranspose as a deconvolution primitive (output_padding = less right pad)."""
     x, w = node.inputs[0], node.inputs[1]
-    bias = node.inputs[2] if len(node.inputs) > 2 else None
     assert x is not None and w is not None
     y = node.out
     win = transposed_window(node.attrs, x.shape[2:], y.shape[2:], w.shape[2:])
@@ -223,20 +204,50 @@ def lower_conv_transpose(b: Builder, node: Op, ep: Epilogue) -> None:
     else:
         wshape = (group, ocg, icg, *ks)
         wstrides = (icg * ocg * inner, inner, ocg * inner, *_dense_strides(ks))
+    _lower_window_op(
+        b,
+        node,
+        ep,
+        win,
+        wshape,
+        ocg * group,
+        deconv=True,
+        weights=lambda: b.strided_view(b.slot(w), wshape, wstrides),
+    )
+
+
+def _lower_window_op(
+    b: Builder,
+    node: Op,
+    ep: Epilogue,
+    win: Window,
+    wshape: tuple[int, ...],
+    oc: int,
+    *,
+    deconv: bool,
+    weights: Callable[[], int],
+) -> None:
+    """One (de)convolution primitive with bias and post-ops; ``weights`` gives
+    the weight slot in oneDNN's (g, OC/g, IC/g, k...) order."""
+    x = node.inputs[0]
+    bias = node.inputs[2] if len(node.inputs) > 2 else None
+    assert x is not None
+    y = node.out
     w_any = MemoryDesc.any(wshape)
-    oc = ocg * group
     bias_md = MemoryDesc.plain((oc,)) if bias is not None else None
     sum_slot = ep.sum_slot(b, y.shape)
     dst_md = b.md(sum_slot) if sum_slot is not None else MemoryDesc.any(y.shape)
     attr, extra = ep.build(b, y.shape)
     x_slot = b.slot(x)
+    kind = "deconvolution" if deconv else "convolution"
+    alg = Alg.deconvolution_direct if deconv else Alg.convolution_direct
 
     def make(src: MemoryDesc, dst: MemoryDesc) -> PrimitiveDesc:
         return b.pd(
-            "deconvolution",
-            "deconvolution_forward_primitive_desc_create",
+            kind,
+            f"{kind}_forward_primitive_desc_create",
             PropKind.forward_inference,
-            Alg.deconvolution_direct,
+            alg,
             src.h,
             w_any.h,
             bias_md.h if bias_md is not None else None,
@@ -250,8 +261,7 @@ def lower_conv_transpose(b: Builder, node: Op, ep: Epilogue) -> None:
 
     hint = b.hint(ep.result or y) if sum_slot is None else None
     pd = choose_pd(b, x.shape, hint, dst_md, make)
-    w_view = b.strided_view(b.slot(w), wshape, wstrides)
-    _finish(b, node, ep, pd, x_slot, w_view, bias, sum_slot, extra)
+    _finish(b, node, ep, pd, x_slot, weights(), bias, sum_slot, extra)
 
 
 def _dense_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
