@@ -139,6 +139,11 @@ def make_model(
 
 @pytest.fixture
 def mlp_model() -> onnx.ModelProto:
+    """The small MLP of :func:`build_mlp`."""
+    return build_mlp()
+
+
+def build_mlp() -> onnx.ModelProto:
     """x[batch,8] -> MatMul -> Add -> Relu -> MatMul -> Mul -> Sigmoid -> Add."""
     rng = np.random.default_rng(0)
     inits = {

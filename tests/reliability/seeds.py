@@ -10,9 +10,8 @@ from typing import Any
 
 import numpy as np
 import onnx
-from conftest import NumpyBackend, make_model
+from conftest import NumpyBackend, build_mlp
 from hypothesis import settings
-from onnx import helper
 
 import byoc
 
@@ -60,23 +59,7 @@ class CodecPlugin:
 
 def seed_model() -> onnx.ModelProto:
     """x[batch,8] -> MatMul, Add, Relu, MatMul, Mul, Sigmoid, Add -> y[batch,4]."""
-    rng = np.random.default_rng(0)
-    inits = {
-        "w1": rng.standard_normal((8, 16)).astype(np.float32),
-        "b1": rng.standard_normal(16).astype(np.float32),
-        "w2": rng.standard_normal((16, 4)).astype(np.float32),
-        "s": rng.standard_normal(4).astype(np.float32),
-    }
-    nodes = [
-        helper.make_node("MatMul", ["x", "w1"], ["h"], name="mm1"),
-        helper.make_node("Add", ["h", "b1"], ["hb"], name="add1"),
-        helper.make_node("Relu", ["hb"], ["r"], name="relu1"),
-        helper.make_node("MatMul", ["r", "w2"], ["o"], name="mm2"),
-        helper.make_node("Mul", ["o", "s"], ["m"], name="mul"),
-        helper.make_node("Sigmoid", ["m"], ["sg"], name="sig"),
-        helper.make_node("Add", ["sg", "o"], ["y"], name="add2"),
-    ]
-    return make_model(nodes, [("x", ["batch", 8])], [("y", ["batch", 4])], inits)
+    return build_mlp()
 
 
 def with_attr(mod: byoc.Module, op: str, key: str, value: Any) -> byoc.Module:
