@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "byoc_micro.h"
+#include "bm_tool.h"
 
 /* ------------------------------------------------------------------------
  * dump: msgpack -> JSON
@@ -103,29 +104,6 @@ static int dump(bm_val v)
     default:
         return 1;
     }
-}
-
-static void *read_file(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    long n;
-    void *buf;
-    if (f == NULL || fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 ||
-        fseek(f, 0, SEEK_SET) != 0) {
-        if (f != NULL) {
-            fclose(f);
-        }
-        return NULL;
-    }
-    buf = malloc(n > 0 ? (size_t)n : 1);
-    if (buf == NULL || fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        fclose(f);
-        return NULL;
-    }
-    fclose(f);
-    *size = (size_t)n;
-    return buf;
 }
 
 /* ------------------------------------------------------------------------
@@ -401,7 +379,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: bm-harness dump FILE | corpus FILE\n");
         return 1;
     }
-    buf = read_file(argv[2], &size);
+    buf = bm_read_file(argv[2], &size);
     if (buf == NULL) {
         fprintf(stderr, "bm-harness: cannot read %s\n", argv[2]);
         return 1;

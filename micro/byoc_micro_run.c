@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "byoc_micro.h"
+#include "bm_tool.h"
 
 typedef struct {
     const float *data;
@@ -35,31 +36,6 @@ static int die(const char *what, const bm_status *st, int code)
                 bm_code_name(code));
     }
     return 2;
-}
-
-static void *read_file(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    long n;
-    void *buf;
-    if (f == NULL || fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 ||
-        fseek(f, 0, SEEK_SET) != 0) {
-        if (f != NULL) {
-            fclose(f);
-        }
-        return NULL;
-    }
-    /* malloc aligns to at least 8 bytes, enough for the float32 blobs (the
-     * format aligns them to 64 relative to the file start) */
-    buf = malloc(n > 0 ? (size_t)n : 1);
-    if (buf == NULL || fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        fclose(f);
-        return NULL;
-    }
-    fclose(f);
-    *size = (size_t)n;
-    return buf;
 }
 
 /* Element count of a host node's output, which must be static float32. */
@@ -260,7 +236,7 @@ int main(int argc, char **argv)
                 "output.bin\n       byoc-micro-run --info model.byoc\n");
         return 1;
     }
-    buf = read_file(paths[0], &size);
+    buf = bm_read_file(paths[0], &size);
     if (buf == NULL) {
         fprintf(stderr, "byoc-micro-run: error: cannot read %s\n", paths[0]);
         return 2;
@@ -275,7 +251,7 @@ int main(int argc, char **argv)
         free(buf);
         return rc;
     }
-    in_buf = read_file(paths[1], &in_size);
+    in_buf = bm_read_file(paths[1], &in_size);
     if (in_buf == NULL || bm_graph_open(m.host, &host) != BM_OK) {
         fprintf(stderr, "byoc-micro-run: error: cannot read %s\n", paths[1]);
         free(buf);

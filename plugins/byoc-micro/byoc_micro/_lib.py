@@ -34,7 +34,7 @@ import numpy as np
 import byoc
 
 LIB_SOURCES = ("bm_msgpack.c", "bm_reader.c", "bm_ops.c", "bm_exec.c")
-HEADERS = ("byoc_micro.h", "bm_internal.h")
+HEADERS = ("byoc_micro.h", "bm_internal.h", "bm_tool.h")
 # Optimised and warning-clean, but without -Werror: a newer compiler on a user's
 # machine may warn about something new, and that must not make the backend
 # unavailable (the tests build with -Werror).

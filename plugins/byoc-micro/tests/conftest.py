@@ -58,7 +58,7 @@ def build_tool(name: str, main: str, flags: tuple[str, ...]) -> Path:
     """An executable from the library sources plus ``main``, cached by hash."""
     _need_runtime()
     try:
-        return _lib.build(name, (*_lib.LIB_SOURCES, main), flags)
+        return _lib.build(name, (*_lib.LIB_SOURCES, "bm_tool.c", main), flags)
     except _lib.BuildError as exc:
         pytest.skip(f"cannot build {name}: {exc}")
 

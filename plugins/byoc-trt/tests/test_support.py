@@ -29,13 +29,39 @@ def int_model():
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
+def maxpool_with_indices():
+    node = helper.make_node("MaxPool", ["x"], ["y", "i"], kernel_shape=[2, 2])
+    graph = helper.make_graph(
+        [node],
+        "t",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
+            helper.make_tensor_value_info("i", TensorProto.INT64, None),
+        ],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def layernorm_three_outputs():
+    node = helper.make_node("LayerNormalization", ["x", "g"], ["y", "m", "s"])
+    graph = helper.make_graph(
+        [node],
+        "t",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in "yms"],
+        [numpy_helper.from_array(f32(4), "g")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
 REFUSED = {
     "int64 tensors": (int_model(), "only float32"),
     "weights that are not constant": (
         single("Conv", [[1, 2, 5, 5], [3, 2, 3, 3]]),
         "input 1 must be a constant",
     ),
-    "maxpool indices": (None, "Indices output is not supported"),
+    "maxpool indices": (maxpool_with_indices(), "Indices output is not supported"),
     "maxpool dilations": (
         single(
             "MaxPool", [[1, 1, 6, 6]], {"kernel_shape": [2, 2], "dilations": [2, 2]}
@@ -75,7 +101,10 @@ REFUSED = {
         ),
         "whole output sizes",
     ),
-    "layernorm extra outputs": (None, "with 3 outputs is not supported"),
+    "layernorm extra outputs": (
+        layernorm_three_outputs(),
+        "with 3 outputs is not supported",
+    ),
     "gemm C with a dynamic shape": (
         single("Gemm", [[3, 4], [4, 5], ["n", 5]]),
         "C needs a static shape",
@@ -110,39 +139,9 @@ REFUSED = {
 }
 
 
-def maxpool_with_indices():
-    node = helper.make_node("MaxPool", ["x"], ["y", "i"], kernel_shape=[2, 2])
-    graph = helper.make_graph(
-        [node],
-        "t",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
-        [
-            helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
-            helper.make_tensor_value_info("i", TensorProto.INT64, None),
-        ],
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-
-
-def layernorm_three_outputs():
-    node = helper.make_node("LayerNormalization", ["x", "g"], ["y", "m", "s"])
-    graph = helper.make_graph(
-        [node],
-        "t",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in "yms"],
-        [numpy_helper.from_array(f32(4), "g")],
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-
-
 @pytest.mark.parametrize("case", sorted(REFUSED))
 def test_refusals_say_why(case):
     model, why = REFUSED[case]
-    if case == "maxpool indices":
-        model = maxpool_with_indices()
-    elif case == "layernorm extra outputs":
-        model = layernorm_three_outputs()
     result = answer(model)
     assert not result.ok
     assert result.reason.startswith("trt: ")
