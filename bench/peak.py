@@ -1,11 +1,12 @@
 """The machine's fp32 peak, measured with an FMA loop (no compiler needed).
 
-x86-64 with AVX-512 only: a tiny function (12 independent accumulators of
-``vfmadd231ps zmm`` in a counted loop) is written as machine code into an
-executable page and called through ctypes from one Python thread per core
-(ctypes releases the GIL, so the threads run in parallel). Each loop iteration
-is 12 x 16 lanes x 2 = 384 flops. Returns None where that is impossible (other
-CPUs, no AVX-512, W^X policies); the caller then falls back to a large matmul.
+x86-64 with AVX-512 or AVX2+FMA: a tiny function (12 independent accumulators
+of ``vfmadd231ps`` on the widest vectors the CPU has, zmm or ymm, in a counted
+loop) is written as machine code into an executable page and called through
+ctypes from one Python thread per core (ctypes releases the GIL, so the threads
+run in parallel). Each loop iteration is 12 x lanes x 2 flops (384 on zmm, 192
+on ymm). Returns None where that is impossible (other CPUs, no FMA, W^X
+policies); the caller then falls back to a large matmul.
 """
 
 from __future__ import annotations
@@ -17,18 +18,25 @@ import threading
 import time
 from collections.abc import Callable
 
-FLOPS_PER_ITER = 12 * 16 * 2
+ACCUMULATORS = 12
 
 
-def _fma(dst: int, a: int, b: int) -> bytes:
+def _fma_zmm(dst: int, a: int, b: int) -> bytes:
     """EVEX ``vfmadd231ps zmm<dst>, zmm<a>, zmm<b>`` (registers 0-15)."""
     p0 = (((~dst >> 3) & 1) << 7) | (1 << 6) | (((~b >> 3) & 1) << 5) | (1 << 4) | 0b10
     p1 = ((~a & 0xF) << 3) | (1 << 2) | 0b01
     return bytes([0x62, p0, p1, 0x48, 0xB8, 0xC0 | ((dst & 7) << 3) | (b & 7)])
 
 
-def _code() -> bytes:
-    body = b"".join(_fma(d, 12, 13) for d in range(12))
+def _fma_ymm(dst: int, a: int, b: int) -> bytes:
+    """VEX ``vfmadd231ps ymm<dst>, ymm<a>, ymm<b>`` (registers 0-15)."""
+    b1 = (((~dst >> 3) & 1) << 7) | (1 << 6) | (((~b >> 3) & 1) << 5) | 0b00010
+    b2 = ((~a & 0xF) << 3) | (1 << 2) | 0b01
+    return bytes([0xC4, b1, b2, 0xB8, 0xC0 | ((dst & 7) << 3) | (b & 7)])
+
+
+def _code(fma: Callable[[int, int, int], bytes]) -> bytes:
+    body = b"".join(fma(d, 12, 13) for d in range(ACCUMULATORS))
     loop = body + b"\x48\xff\xcf"  # dec rdi
     jump = -(len(loop) + 2)
     return (
@@ -39,12 +47,27 @@ def _code() -> bytes:
     )  # vzeroupper; ret
 
 
-def _has_avx512() -> bool:
+def _cpu_flags() -> set[str]:
     try:
         with open("/proc/cpuinfo") as f:
-            return " avx512f " in f.read()
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
     except OSError:
-        return False
+        pass
+    return set()
+
+
+def _variant() -> tuple[Callable[[int, int, int], bytes], int] | None:
+    """The FMA encoder for the widest vectors this CPU has, and its fp32 lanes."""
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return None
+    flags = _cpu_flags()
+    if "avx512f" in flags:
+        return _fma_zmm, 16
+    if {"avx2", "fma"} <= flags:
+        return _fma_ymm, 8
+    return None
 
 
 def _timed(
@@ -61,9 +84,12 @@ def _timed(
 
 def fma_peak(threads: int, seconds: float = 0.3) -> float | None:
     """GFLOP/s of ``threads`` threads running the FMA loop, or None if unavailable."""
-    if platform.machine() not in ("x86_64", "AMD64") or not _has_avx512():
+    variant = _variant()
+    if variant is None:
         return None
-    code = _code()
+    encoder, lanes = variant
+    flops_per_iter = ACCUMULATORS * lanes * 2
+    code = _code(encoder)
     try:
         page = mmap.mmap(
             -1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC
@@ -92,7 +118,7 @@ def fma_peak(threads: int, seconds: float = 0.3) -> float | None:
         barrier.wait()
         for th in pool:
             th.join()
-        best = max(best, threads * iters * FLOPS_PER_ITER / max(spans) / 1e9)
+        best = max(best, threads * iters * flops_per_iter / max(spans) / 1e9)
     return best
 
 

@@ -112,7 +112,7 @@ def _matmul_model(n: int) -> onnx.ModelProto:
 
 
 def measure_peak(threads: int, n: int = 2048, runs: int = 24) -> dict[str, float]:
-    """The fp32 peak: an AVX-512 FMA loop (bench/peak.py), and a large matmul.
+    """The fp32 peak: an AVX-512 or AVX2 FMA loop (bench/peak.py), and a large matmul.
 
     ``peak`` is the FMA loop's GFLOP/s where it runs, else the best large-matmul
     run of oneDNN (byoc) or onnxruntime (on a noisy machine the fastest run is

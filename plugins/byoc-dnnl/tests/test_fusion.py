@@ -279,3 +279,52 @@ def test_head_read_inside_and_view_heads() -> None:
     ]
     model = graph_model(nodes, {"x": (2, 3, 4)}, ["r", "f", "t", "y"])
     check_model(model)
+
+
+def _has_avx2() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(
+                line.startswith("flags") and " avx2" in line for line in f
+            )
+    except OSError:
+        return False
+
+
+def _mlp_with_skip() -> tuple[list[helper.NodeProto], dict, dict]:
+    nodes = [
+        helper.make_node("Gemm", ["x", "w0", "b0"], ["g0"], transB=1),
+        helper.make_node("Relu", ["g0"], ["r0"]),
+        helper.make_node("Gemm", ["r0", "w1", "b1"], ["g1"]),
+        helper.make_node("Add", ["g1", "r0"], ["s"]),
+        helper.make_node("Relu", ["s"], ["y"]),
+    ]
+    inits = {"w0": w(32, 16), "b0": w(32), "w1": w(32, 32), "b1": w(32)}
+    return nodes, {"x": (8, 16)}, inits
+
+
+def _gemm_alpha_beta_c() -> tuple[list[helper.NodeProto], dict, dict]:
+    nodes = [helper.make_node("Gemm", ["x", "w", "c"], ["y"], alpha=0.5, beta=2.0)]
+    return nodes, {"x": (6, 16)}, {"w": w(16, 24), "c": w(6, 24)}
+
+
+def _matmul_rows_bias_binary() -> tuple[list[helper.NodeProto], dict, dict]:
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["m"]),
+        helper.make_node("Add", ["m", "b"], ["h"]),
+        helper.make_node("Mul", ["h", "z"], ["y"]),
+    ]
+    return nodes, {"x": (2, 8, 16), "z": (2, 8, 32)}, {"w": w(16, 32), "b": w(32)}
+
+
+@pytest.mark.parametrize(
+    "build", [_mlp_with_skip, _gemm_alpha_beta_c, _matmul_rows_bias_binary]
+)
+def test_linear_layers_run_as_brgemm_inner_products(build) -> None:  # noqa: ANN001
+    # oneDNN 3.2's matmul has no brgemm kernel on AVX2; its inner product does.
+    nodes, inputs, inits = build()
+    model = graph_model(nodes, inputs, ["y"], inits)
+    steps = [s for s in kernel_steps(check_model(model)) if s[0] != "reorder"]
+    if not _has_avx2():
+        pytest.skip("brgemm kernels need AVX2; the matmul primitive runs instead")
+    assert steps and all(s[1].startswith("brgemm") for s in steps), steps

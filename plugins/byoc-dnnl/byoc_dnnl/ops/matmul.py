@@ -1,8 +1,13 @@
 """Matrix products: MatMul (numpy semantics, batched, broadcast) and Gemm.
 
-Both lower to oneDNN's matmul primitive, a fusion host. Constant weights use
-``format_tag::any`` and are packed once at init. Transposed operands (Gemm's
-transA/transB, a Transpose feeding a MatMul) are strided views, not copies.
+Both lower to a fusion host: a product with a constant 2-D weight matrix (every
+Linear layer) to oneDNN's inner-product primitive when its kernel is a brgemm
+one, otherwise to the matmul primitive. On AVX2 CPUs oneDNN 3.2 has brgemm
+kernels only for inner product; its matmul falls back to the jit sgemm, which
+measured half as fast on the bench's layer shapes (``bench/README.md``).
+Constant weights use ``format_tag::any`` and are packed once at init.
+Transposed operands (Gemm's transA/transB, a Transpose feeding a MatMul) are
+strided views, not copies.
 A MatMul whose weights are a plain matrix runs on flattened rows
 (``[..., M, K] -> [rows, K]``), which gives the kernel one large M.
 """
@@ -15,7 +20,7 @@ import numpy as np
 
 import byoc
 
-from .._lib import Alg, Arg, DnnlError, Query
+from .._lib import Alg, Arg, DnnlError, PropKind, Query
 from ..handles import MemoryDesc, PrimitiveDesc
 from ..ir import Decline, Op, Value
 from ..lowering import Builder, Epilogue, PostItem
@@ -140,8 +145,15 @@ def _matmul(
         )
 
     hint = b.hint(ep.result or node.out) if sum_slot is None else None
+    if hint is not None and hint.dims != tuple(dst_dims):
+        hint = None
+    if hint is None and w_const and len(dst_dims) == 2:
+        if _inner_product(
+            b, node, ep, a_slot, w_slot, (dst_md, sum_slot), bias_slot, attr, extra
+        ):
+            return
     pd = None
-    if hint is not None and hint.dims == tuple(dst_dims):
+    if hint is not None:
         # A Transpose reads this result: write it transposed, so the Transpose
         # becomes a view and the next Reshape is free.
         default_dst = dst_md
@@ -166,6 +178,58 @@ def _matmul(
     args.append((Arg.dst, out))
     args.extend(extra)
     b.add_step(pd, args, node.label)
+
+
+def _inner_product(
+    b: Builder,
+    node: Op,
+    ep: Epilogue,
+    a_slot: int,
+    w_slot: int,
+    dst: tuple[MemoryDesc, int | None],
+    bias_slot: int | None,
+    attr: object,
+    extra: list[tuple[int, int]],
+) -> bool:
+    """``a @ w`` with constant (K, N) weights as one inner-product step.
+
+    ``dst`` is the destination desc and, for a sum post-op, the slot the
+    result overwrites. Returns False (and adds nothing) unless oneDNN picks a
+    brgemm kernel.
+    """
+    dst_md, sum_slot = dst
+    k, n = b.md(w_slot).dims
+    sk, sn = b.md(w_slot).strides
+    bias_md = MemoryDesc.plain((n,)) if bias_slot is not None else None
+    w_any = MemoryDesc.any((n, k))
+    try:
+        pd = b.pd(
+            "inner_product",
+            "inner_product_forward_primitive_desc_create",
+            PropKind.forward_inference,
+            b.md(a_slot).h,
+            w_any.h,
+            bias_md.h if bias_md is not None else None,
+            dst_md.h,
+            attr.h,  # type: ignore[attr-defined]
+        )
+    except DnnlError:
+        return False
+    if not pd.impl.startswith("brgemm"):
+        return False
+    # Inner product wants (N, K) weights: a transposed view, packed once below.
+    w_nk = b.new_slot(b.slots[w_slot].buffer, MemoryDesc.strided((n, k), (sn, sk)))
+    args = [
+        (Arg.src, b.convert(a_slot, pd.md(Query.src_md))),
+        (Arg.weights, b.convert(w_nk, pd.md(Query.weights_md))),
+    ]
+    if bias_slot is not None:
+        args.append((Arg.bias, b.view(bias_slot, (n,))))
+    out = b.produce(ep.result or node.out, pd.md(Query.dst_md), inplace=sum_slot)
+    args.append((Arg.dst, out))
+    args.extend(extra)
+    b.add_step(pd, args, node.label)
+    return True
 
 
 # -- Gemm ------------------------------------------------------------------------
