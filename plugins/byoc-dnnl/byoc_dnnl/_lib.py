@@ -76,7 +76,8 @@ class DataType:
 
 
 class FormatTag:
-    """dnnl_format_tag_t: ``any`` and plain row-major tags (``a`` .. 12 dims)."""
+    """dnnl_format_tag_t: ``any``, plain row-major tags (``a`` .. 12 dims), and
+    the two blocked 4-D activation layouts."""
 
     undef = 0
     any = 1
@@ -84,6 +85,8 @@ class FormatTag:
     ab = 3
     abcd = 5
     ba = 14
+    nChw8c = 102  # dnnl_aBcd8b: channels blocked by 8 (AVX2 kernels)
+    nChw16c = 78  # dnnl_aBcd16b: channels blocked by 16 (AVX-512 kernels)
 
     @staticmethod
     def plain(ndims: int) -> int:

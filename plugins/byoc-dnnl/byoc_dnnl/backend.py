@@ -12,7 +12,9 @@ Options (``byoc.compile(..., options={"dnnl": {...}})`` or ``byoc.load``):
 * ``threads``: OpenMP threads per run (default: ``OMP_NUM_THREADS``, else
   every core);
 * ``concurrency``: ``"pool"`` (default; concurrent runs use separate
-  execution contexts) or ``"lock"`` (one context, runs serialized).
+  execution contexts) or ``"lock"`` (one context, runs serialized);
+* ``conv_layout``: ``"auto"`` (default), ``"native"`` or ``"blocked"``: the
+  activation layout of 2-D convolutions (:mod:`byoc_dnnl.layout`).
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ import numpy as np
 
 import byoc
 
-from . import _lib
-from .ir import Decline, from_graph, from_node_info
+from . import _lib, layout
+from .ir import IR, Decline, from_graph, from_node_info
 from .lowering import lower
 from .ops import OPS, no
 from .passes import fuse
@@ -39,7 +41,7 @@ try:
 except PackageNotFoundError:  # running from a source tree
     _VERSION = "0.0.0"
 
-_OPTIONS = frozenset({"threads", "concurrency"})
+_OPTIONS = frozenset({"threads", "concurrency", "conv_layout"})
 _TRIALS: OrderedDict[Any, byoc.Support] = OrderedDict()
 _TRIALS_MAX = 4096
 
@@ -88,19 +90,48 @@ class DnnlBackend(byoc.Backend):
             raise ValueError(
                 f"dnnl option concurrency={concurrency!r}; use 'pool' or 'lock'"
             )
+        conv_layout = self.options.get("conv_layout", "auto")
+        if conv_layout not in layout.LAYOUTS:
+            raise ValueError(
+                f"dnnl option conv_layout={conv_layout!r}; use one of {layout.LAYOUTS}"
+            )
         lib = _lib.lib()
         # Kernels are chosen for the thread count in force when they are made.
         lib.omp_set_num_threads(threads if threads is not None else lib.default_threads)
-        ir = from_graph(self.graph, consts)
-        fuse(ir)
-        built = lower(ir)
-        self._program = Program(
-            built,
-            [v.name for v in ir.inputs],
-            [v.shape for v in ir.heads],
-            threads=threads,
-            concurrency=concurrency,
-        )
+
+        def fresh_ir() -> IR:
+            ir = from_graph(self.graph, consts)
+            fuse(ir)
+            return ir
+
+        def program(ir: IR, conv_tag: int | None) -> Program:
+            return Program(
+                lower(ir, conv_tag=conv_tag),
+                [v.name for v in ir.inputs],
+                [v.shape for v in ir.heads],
+                threads=threads,
+                concurrency=concurrency,
+            )
+
+        ir = fresh_ir()
+        tag = layout.blocked_tag() if conv_layout != "native" else None
+        choice = layout.plan(conv_layout, layout.count_convs(ir), tag)
+        if choice is not None:
+            self._program = program(ir, tag if choice.layout == "blocked" else None)
+        else:
+            # Lowering may rewrite the IR (refused fusions): one IR per program.
+            native, blocked = program(ir, None), program(fresh_ir(), tag)
+            feeds = layout.zero_inputs(ir)
+            ms = layout.time_candidates(
+                {
+                    "native": lambda: native.run(feeds),
+                    "blocked": lambda: blocked.run(feeds),
+                }
+            )
+            pick = min(ms, key=lambda k: ms[k])
+            self._program = native if pick == "native" else blocked
+            choice = layout.Choice(pick, "timed at init", ms)
+        self.layout_choice = choice
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> Sequence[np.ndarray]:
         return self._program.run(inputs)

@@ -193,9 +193,13 @@ def aligned_empty(nbytes: int, align: int = 64) -> np.ndarray:
 class Builder:
     """Collects buffers, slots and steps while ops are lowered in order."""
 
-    def __init__(self, ir: IR, *, dry: bool = False) -> None:
+    def __init__(
+        self, ir: IR, *, dry: bool = False, conv_tag: int | None = None
+    ) -> None:
         self.ir = ir
         self.dry = dry
+        self.conv_tag = conv_tag
+        """A blocked ``dnnl_format_tag_t`` for 2-D convolutions (None: "any")."""
         self.lib = _lib.lib()
         self.buffers: list[Buffer] = []
         self.slots: list[Slot] = []
@@ -520,11 +524,11 @@ def plan_layouts(b: Builder, ir: IR) -> None:
                     b.hints.setdefault(v.id, order)
 
 
-def lower(ir: IR, *, dry: bool = False) -> Builder:
+def lower(ir: IR, *, dry: bool = False, conv_tag: int | None = None) -> Builder:
     """Lower every op of ``ir`` (fused groups at their last member) and the heads."""
     from .ops import OPS
 
-    b = Builder(ir, dry=dry)
+    b = Builder(ir, dry=dry, conv_tag=conv_tag)
     if not dry:
         plan_layouts(b, ir)
     for v in ir.inputs:

@@ -175,6 +175,8 @@ _HEADER_CHECKS = {
     "dnnl_ab": FormatTag.ab,
     "dnnl_abcd": FormatTag.abcd,
     "dnnl_ba": FormatTag.ba,
+    "dnnl_nChw8c": FormatTag.nChw8c,
+    "dnnl_nChw16c": FormatTag.nChw16c,
     "dnnl_abcdefghijkl": FormatTag.plain(12),
     "dnnl_blocked": FormatKind.blocked,
     "dnnl_forward_inference": PropKind.forward_inference,

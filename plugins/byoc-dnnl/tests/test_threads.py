@@ -92,7 +92,9 @@ def test_unknown_option_is_a_backend_error_naming_the_options() -> None:
     mod = byoc.compile(
         _model(), backends=["dnnl"], quiet=True, options={"dnnl": {"thread": 2}}
     )
-    with pytest.raises(byoc.BackendError, match="concurrency', 'threads"):
+    with pytest.raises(
+        byoc.BackendError, match="concurrency', 'conv_layout', 'threads"
+    ):
         mod.init()
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import byoc
 
-from .._lib import Alg, Arg, DnnlError, PropKind, Query, dims
+from .._lib import Alg, Arg, DnnlError, FormatKind, PropKind, Query, dims
 from ..handles import Attr, MemoryDesc, PrimitiveDesc
 from ..ir import Decline, Op
 from ..lowering import Builder, Epilogue
@@ -37,7 +37,24 @@ def choose_pd(
     ``hint`` is the layout the convolutions downstream prefer for this output
     (see :func:`byoc_dnnl.lowering.plan_layouts`); writing it directly saves a
     reorder per run. It is used only when a good kernel accepts it.
+
+    With a blocked layout chosen for the subgraph (``b.conv_tag``, see
+    :func:`byoc_dnnl.backend.choose_layout`), 2-D convolutions read and write
+    that layout whenever a good kernel takes it.
     """
+    if b.conv_tag is not None and len(x_shape) == 4:
+        blocked = MemoryDesc.with_tag(x_shape, b.conv_tag)
+        out = (
+            dst
+            if dst.format_kind != FormatKind.any
+            else MemoryDesc.with_tag(dst.dims, b.conv_tag)
+        )
+        try:
+            pd = make(blocked, out)
+            if good_impl(pd.impl):
+                return pd
+        except DnnlError:
+            pass
     src = MemoryDesc.any(x_shape)
     if hint is not None:
         try:
@@ -106,6 +123,8 @@ def lower_conv(b: Builder, node: Op, ep: Epilogue) -> None:
 
 def prefer_conv(b: Builder, node: Op) -> MemoryDesc | None:
     """The input layout the Conv's kernel picks on its own (layout planning)."""
+    if b.conv_tag is not None and len(node.out.shape) == 4:
+        return None  # blocked layout: producers keep whatever they write
     x, w = node.inputs[0], node.inputs[1]
     assert x is not None and w is not None
     win = _conv_window(node.attrs, x.shape, w.shape, node.out.shape)

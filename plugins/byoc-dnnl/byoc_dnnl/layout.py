@@ -1,0 +1,133 @@
+"""Which activation layout a subgraph's 2-D convolutions use, chosen per engine.
+
+oneDNN offers two families of direct-convolution kernels on x86: the brgemm
+ones on channels-last (NHWC) data, which ``format_tag::any`` picks, and the
+older jit ones on channel-blocked data (nChw8c on AVX2, nChw16c on AVX-512).
+Neither wins everywhere. On the bench's AMD Zen 3 machine (AVX2, 2 threads)
+ResNet-50 ran about 5 % faster channels-last and MobileNetV2 about 7 % faster
+blocked (depthwise and thin 1x1 convolutions); see ``bench/README.md``.
+
+So ``conv_layout="auto"`` (the default) builds both programs at init and
+keeps the one that runs faster, timed on zero inputs in alternating rounds
+(half a second, or two rounds of four runs where a run is slower).
+Subgraphs with fewer than :data:`AUTO_MIN_CONVS` convolutions skip the
+timing and keep oneDNN's own choice; ``"native"`` and ``"blocked"`` force
+one family without timing.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+
+import numpy as np
+
+from . import _lib
+from ._lib import Alg, DnnlError, FormatTag, PropKind, dims
+from .handles import Attr, MemoryDesc, PrimitiveDesc, engine
+from .ir import IR
+
+LAYOUTS = ("auto", "native", "blocked")
+AUTO_MIN_CONVS = 4
+"""Fewer 2-D convolutions than this: the choice cannot matter much, skip timing."""
+_BUDGET_S = 0.5
+
+
+@dataclass
+class Choice:
+    """The layout an engine runs with, and why (shown by ``describe_layout``)."""
+
+    layout: str
+    reason: str
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+@cache
+def blocked_tag() -> int | None:
+    """The channel-blocked tag this CPU's jit convolutions run on, or None.
+
+    Probed once: a 3x3 convolution on nChw16c, then nChw8c; the first with a
+    jit (not reference) kernel wins.
+    """
+    shape, wshape = (1, 16, 8, 8), (16, 16, 3, 3)
+    for tag in (FormatTag.nChw16c, FormatTag.nChw8c):
+        src, dst = MemoryDesc.with_tag(shape, tag), MemoryDesc.with_tag(shape, tag)
+        wmd, attr = MemoryDesc.any(wshape), Attr()
+        try:
+            pd = PrimitiveDesc.make(
+                "convolution",
+                _lib.lib().convolution_forward_primitive_desc_create,
+                engine(),
+                PropKind.forward_inference,
+                Alg.convolution_direct,
+                src.h,
+                wmd.h,
+                None,
+                dst.h,
+                dims((1, 1)),
+                dims((0, 0)),
+                dims((1, 1)),
+                dims((1, 1)),
+                attr.h,
+            )
+        except DnnlError:
+            continue
+        if pd.impl.startswith("jit"):
+            return tag
+    return None
+
+
+def count_convs(ir: IR) -> int:
+    """2-D convolutions in ``ir`` (the ops whose layout the choice changes)."""
+    return sum(1 for op in ir.ops if op.kind == "Conv" and len(op.out.shape) == 4)
+
+
+def plan(option: str, convs: int, tag: int | None) -> Choice | None:
+    """The choice that needs no timing, or None when both programs must be timed.
+
+    ``option`` is the ``conv_layout`` option, ``convs`` the subgraph's 2-D
+    convolutions, ``tag`` the CPU's blocked layout (None: it has none).
+    """
+    if option == "native":
+        return Choice("native", "conv_layout='native'")
+    if convs == 0:
+        return Choice("native", "no 2-D convolutions")
+    if tag is None:
+        return Choice("native", "this CPU has no jit kernels on a blocked layout")
+    if option == "blocked":
+        return Choice("blocked", "conv_layout='blocked'")
+    if convs < AUTO_MIN_CONVS:
+        return Choice("native", f"{convs} convolution(s) < {AUTO_MIN_CONVS}: not timed")
+    return None
+
+
+def time_candidates(
+    runs: dict[str, Callable[[], object]], budget_s: float = _BUDGET_S
+) -> dict[str, float]:
+    """Median ms per candidate: one warm-up each, then alternating rounds of two.
+
+    Rounds continue (at least two, at most fifteen) while under ``budget_s``:
+    fast subgraphs get many samples, slow ones stay within about the budget.
+    """
+    names = list(runs)
+    for name in names:
+        runs[name]()
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    start = time.perf_counter()
+    for r in range(15):
+        for name in names if r % 2 == 0 else reversed(names):
+            for _ in range(2):
+                t = time.perf_counter()
+                runs[name]()
+                samples[name].append(time.perf_counter() - t)
+        if r >= 1 and time.perf_counter() - start > budget_s:
+            break
+    return {n: statistics.median(s) * 1e3 for n, s in samples.items()}
+
+
+def zero_inputs(ir: IR) -> dict[str, np.ndarray]:
+    """Zero arrays for every subgraph input (timing needs shapes, not values)."""
+    return {v.name: np.zeros(v.shape, np.float32) for v in ir.inputs}
