@@ -247,6 +247,11 @@ def bench_model(
     )
     mb, mo = statistics.median(tb), statistics.median(to)
     placement = {r.symbol: r.backend for r in loaded.subgraphs}
+    layouts = {
+        r.symbol: vars(loaded.get_function(r.symbol).engine().layout_choice)  # type: ignore[attr-defined]
+        for r in loaded.subgraphs
+        if r.backend == "dnnl"
+    }
     return {
         "model": name,
         "threads": threads,
@@ -268,6 +273,7 @@ def bench_model(
         "ort_session_s": t5 - t4,
         "max_rel_err_vs_ort": err,
         "subgraphs": placement,
+        "conv_layout": layouts,
         "samples": len(tb),
     }
 
