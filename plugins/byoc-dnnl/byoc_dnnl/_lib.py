@@ -209,6 +209,7 @@ class Arg:
     shift = 52
     scratchpad = 80
     multiple_src = 1024
+    attr_post_op_dw = 16384
     attr_multiple_post_op_base = 32768
 
     @staticmethod
@@ -326,6 +327,10 @@ _DECLS: dict[str, tuple[Any, list[Any]]] = {
     "dnnl_post_ops_append_eltwise": (_status, [_p, _i, _f, _f]),
     "dnnl_post_ops_append_sum": (_status, [_p, _f, ctypes.c_int32, _i]),
     "dnnl_post_ops_append_binary": (_status, [_p, _i, _p]),
+    "dnnl_post_ops_append_dw": (
+        _status,
+        [_p, _i, _i, _i, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64],
+    ),
     "dnnl_primitive_desc_get_attr": (_status, [_p, _pp]),
     "dnnl_primitive_attr_get_post_ops": (_status, [_p, _pp]),
     "dnnl_post_ops_len": (_i, [_p]),

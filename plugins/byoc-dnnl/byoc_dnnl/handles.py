@@ -212,7 +212,8 @@ def numel(shape: Sequence[int]) -> int:
 
 @dataclass(frozen=True)
 class PostOp:
-    """One post-op: ``eltwise`` (alg, alpha, beta), ``sum``, or ``binary`` (alg, md)."""
+    """One post-op: ``eltwise`` (alg, alpha, beta), ``sum``, ``binary`` (alg, md),
+    or ``dw``, a fused depthwise convolution (kernel, stride, left padding)."""
 
     kind: str
     alg: int = 0
@@ -244,6 +245,11 @@ class Attr:
                     elif op.kind == "binary":
                         assert op.md is not None
                         self._lib.post_ops_append_binary(po, op.alg, op.md.h)
+                    elif op.kind == "dw":  # alg: kernel, alpha: stride, beta: pad
+                        f32 = DataType.f32
+                        self._lib.post_ops_append_dw(
+                            po, f32, f32, f32, op.alg, int(op.alpha), int(op.beta)
+                        )
                     else:
                         raise ValueError(f"unknown post-op kind {op.kind!r}")
                 self._lib.primitive_attr_set_post_ops(self.h, po)

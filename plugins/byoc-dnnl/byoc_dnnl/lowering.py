@@ -81,7 +81,8 @@ class Step:
 
 @dataclass
 class PostItem:
-    """One fused op as a post-op: ``eltwise``, ``binary`` (with operand) or ``sum``."""
+    """One fused op as a post-op: ``eltwise``, ``binary`` (with operand), ``sum``,
+    or ``dw`` (a depthwise convolution: alg = kernel, alpha = stride, beta = pad)."""
 
     kind: str
     alg: int = 0
@@ -92,6 +93,10 @@ class PostItem:
     """The operand's shape padded with leading 1s to the chain's rank."""
     slot: int | None = None
     """A ready operand slot (host-made items), used instead of ``operand``."""
+    weights: Value | None = None
+    """``dw``: the depthwise weights (C, 1, k, k), constant."""
+    bias: Value | None = None
+    """``dw``: the depthwise bias (C,), constant (None: zeros)."""
 
 
 @dataclass
@@ -137,9 +142,36 @@ class Epilogue:
                 post.append(PostOp("binary", item.alg, md=b.md(s)))
             elif item.kind == "sum":
                 post.append(PostOp("sum"))
+            elif item.kind == "dw":
+                post.append(PostOp("dw", item.alg, item.alpha, item.beta))
             else:
                 post.append(PostOp("eltwise", item.alg, item.alpha, item.beta))
         return Attr(post), args
+
+    @property
+    def has_dw(self) -> bool:
+        """True when a depthwise convolution rides on the host."""
+        return any(i.kind == "dw" for i in self.items)
+
+    def dw_args(self, b: Builder, pd: PrimitiveDesc) -> list[tuple[int, int]]:
+        """Exec args of the fused depthwise convolution: weights packed into the
+        layout ``pd`` wants (once, at init) and the bias."""
+        args: list[tuple[int, int]] = []
+        for item in self.items:
+            if item.kind != "dw":
+                continue
+            assert item.weights is not None and item.weights.const is not None
+            c, k = item.weights.shape[0], item.weights.shape[-1]
+            w = b.const_slot(item.weights.const, (c, 1, 1, k, k))
+            bias = (
+                item.bias.const
+                if item.bias is not None and item.bias.const is not None
+                else np.zeros(c, np.float32)
+            )
+            dw = Arg.attr_post_op_dw
+            args.append((dw | Arg.weights, b.convert(w, pd.arg_md(dw | Arg.weights))))
+            args.append((dw | Arg.bias, b.const_slot(bias)))
+        return args
 
     def operands_fit(self, dst_dims: Sequence[int]) -> bool:
         """True when every binary operand can be viewed with ``dst_dims``'s rank."""
@@ -576,9 +608,22 @@ def _lower_group(b: Builder, host: Op, ops: Any) -> None:
         if k < mark[1]
     }
     b._views = {k: s for k, s in b._views.items() if s < mark[1]}
-    rest, host.fused = host.fused, []
+    rest = host.fused
+    cut = next((i for i, f in enumerate(rest) if f.kind == "Conv"), None)
+    if cut is not None:
+        # A fused depthwise Conv was refused: keep the chain before it on the
+        # host and run the depthwise Conv as the host of its own chain.
+        _lower_chain(b, [host, *rest[:cut]], ops)
+        _lower_chain(b, rest[cut:], ops)
+        return
+    host.fused = []
     ops[host.kind].lower(b, host, NO_EPILOGUE)
-    head, head.host, head.fused = rest[0], None, rest[1:]
+    _lower_chain(b, rest, ops)
+
+
+def _lower_chain(b: Builder, chain: list[Op], ops: Any) -> None:
+    """Lower ``chain`` as its first op with the others fused into it."""
+    head, head.host, head.fused = chain[0], None, chain[1:]
     for f in head.fused:
         f.host = head
     if head.fused:

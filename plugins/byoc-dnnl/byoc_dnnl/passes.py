@@ -159,12 +159,22 @@ def _fold_into(ir: IR, host: Op, add: Op, c: np.ndarray) -> bool:
     return True
 
 
+_AFTER_DW = frozenset({"Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "Elu", "Gelu"})
+
+
 def _fusable(ir: IR, host: Op, nxt: Op, chain: Value) -> bool:
     from .ops import OPS
 
     entry = OPS.get(nxt.kind)
     if entry is None or entry.post is None or nxt.host is not None or nxt.fused:
         return False
+    if nxt.kind == "Conv":
+        from .ops.conv import dw_fusable
+
+        return dw_fusable(host, nxt)
+    if any(f.kind == "Conv" for f in host.fused):
+        # after a fused depthwise conv only activations (the dst changed shape)
+        return nxt.kind in _AFTER_DW
     if nxt.kind in ("Add", "Sub", "Mul", "Div"):
         a, c = nxt.inputs[0], nxt.inputs[1]
         if a is None or c is None or (a is chain and c is chain):

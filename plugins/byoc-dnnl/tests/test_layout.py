@@ -10,17 +10,21 @@ from onnx import helper
 
 import byoc
 from byoc_dnnl import layout
+from byoc_dnnl._lib import FormatTag
 
 from .helpers import check_model, engine_steps, graph_model
 
 R = np.random.default_rng(3)
 
 
-def _mobile_block_chain(blocks: int = 2) -> Any:
-    """1x1 expand -> Clip -> depthwise 3x3 -> Clip -> 1x1 project, repeated."""
+def _mobile_block_chain(blocks: int = 2, size: int = 16, expand: int = 4) -> Any:
+    """1x1 expand -> Clip -> depthwise 3x3 -> Clip -> 1x1 project, repeated.
+
+    The first block's depthwise convolution has stride 2.
+    """
     nodes, inits, x, c = [], {}, "x", 16
     for i in range(blocks):
-        e = 4 * c
+        e = expand * c
         nodes += [
             helper.make_node("Conv", [x, f"we{i}", f"be{i}"], [f"e{i}"]),
             helper.make_node("Clip", [f"e{i}", "lo", "hi"], [f"ce{i}"]),
@@ -45,7 +49,7 @@ def _mobile_block_chain(blocks: int = 2) -> Any:
         x = f"p{i}"
     inits |= {"lo": np.array(0.0, np.float32), "hi": np.array(6.0, np.float32)}
     nodes.append(helper.make_node("Relu", [x], ["y"]))
-    return graph_model(nodes, {"x": (1, 16, 16, 16)}, ["y"], inits)
+    return graph_model(nodes, {"x": (1, 16, size, size)}, ["y"], inits)
 
 
 def _choice(mod: byoc.Module) -> layout.Choice:
@@ -101,3 +105,32 @@ def test_bad_layout_option_is_a_backend_error() -> None:
             quiet=True,
             options={"dnnl": {"conv_layout": "nhwc"}},
         ).init()
+
+
+def _dw_fused(mod: byoc.Module) -> list[str]:
+    return [label for label, _, post in engine_steps(mod) if "convolution" in post]
+
+
+@pytest.mark.parametrize("size", [112, 111])
+def test_stride2_depthwise_rides_on_the_1x1_conv(size: int) -> None:
+    # MobileNetV2's first downsampling block: oneDNN 3.2 fuses it on AVX2.
+    model = _mobile_block_chain(blocks=1, size=size, expand=6)
+    mod = check_model(model, options={"conv_layout": "blocked"})
+    if layout.blocked_tag() != FormatTag.nChw8c:
+        pytest.skip("the fused depthwise kernel was measured on AVX2 only")
+    assert _dw_fused(mod) == ["Conv_0"]
+    labels = [label for label, _, _ in engine_steps(mod)]
+    assert "Conv_2" not in labels and "Clip_1" not in labels
+
+
+def test_refused_depthwise_fusion_keeps_the_rest_fused() -> None:
+    # Too small for oneDNN's fused kernel: the 1x1 keeps its Clip, the
+    # depthwise Conv runs with its own Clip.
+    mod = check_model(_mobile_block_chain(blocks=1), options={"conv_layout": "native"})
+    steps = [s for s in engine_steps(mod) if s[0].startswith(("Conv", "Clip"))]
+    assert not _dw_fused(mod)
+    assert [(label, post) for label, _, post in steps] == [
+        ("Conv_0", ("eltwise",)),
+        ("Conv_2", ("eltwise",)),
+        ("Conv_4", ("eltwise",)),  # the final Relu
+    ]

@@ -2,8 +2,14 @@
 
 Both are fusion hosts: bias, folded BatchNormalization, eltwise activations,
 a residual Add (sum post-op, in place) and other binary ops ride on the
-primitive. Weights go through ``format_tag::any``, so constant weights are
-reordered once at init into the blocked layout the kernel prefers.
+primitive. A stride-2 3x3 depthwise Conv (with its activation) rides on the
+1x1 Conv before it as oneDNN's ``dw`` post-op (MobileNet's downsampling
+blocks): the expanded tensor between them is never written to memory. oneDNN
+3.2 has a real fused kernel only for jit 1x1 convolutions on blocked layouts
+with a stride-2 depthwise; anything else it would merely run back to back
+(``ref_fused_convolution``), so that is refused and the two run apart.
+Weights go through ``format_tag::any``, so constant weights are reordered
+once at init into the blocked layout the kernel prefers.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import byoc
 from .._lib import Alg, Arg, DnnlError, FormatKind, PropKind, Query, dims
 from ..handles import Attr, MemoryDesc, PrimitiveDesc
 from ..ir import Decline, Op
-from ..lowering import Builder, Epilogue
+from ..lowering import Builder, Epilogue, PostItem
 from . import guard, need_f32, op, out_shape, shape_of
 from .geometry import Window, forward_window, transposed_window
 
@@ -99,7 +105,51 @@ def check_conv(info: byoc.NodeInfo) -> None:
     _conv_window(info.attrs, x, w, y)
 
 
-@op("Conv", check=check_conv, host=True, prefers=lambda b, n: prefer_conv(b, n))
+def dw_fusable(host: Op, dw: Op) -> bool:
+    """Whether depthwise Conv ``dw`` can ride on 1x1 Conv ``host`` as a post-op.
+
+    The shape of oneDNN's fused kernel: host 1x1, stride 1, no padding, one
+    group, eltwise post-ops only so far; ``dw`` 3x3, stride 2, dilation 1,
+    left/top padding 1, one group per channel, constant weights and bias.
+    """
+    x, w = host.inputs[0], host.inputs[1]
+    if host.kind != "Conv" or x is None or w is None or len(host.out.shape) != 4:
+        return False
+    if w.shape[2:] != (1, 1) or int(host.attr("group", 1)) != 1:
+        return False
+    hwin = _conv_window(host.attrs, x.shape, w.shape, host.out.shape)
+    if hwin.strides + hwin.dilations + hwin.pad_l + hwin.pad_r != (1, 1) + (0,) * 6:
+        return False
+    if any(f.kind in ("Add", "Sub", "Mul", "Div", "Conv") for f in host.fused):
+        return False
+    dx, dwt = dw.inputs[0], dw.inputs[1]
+    bias = dw.inputs[2] if len(dw.inputs) > 2 else None
+    c = host.out.shape[1]
+    if dx is not (host.fused[-1].out if host.fused else host.out):
+        return False
+    if dwt is None or dwt.const is None or dwt.shape != (c, 1, 3, 3):
+        return False
+    if bias is not None and bias.const is None:
+        return False
+    if int(dw.attr("group", 1)) != c:
+        return False
+    win = _conv_window(dw.attrs, host.out.shape, dwt.shape, dw.out.shape)
+    return win.strides == (2, 2) and win.dilations == (0, 0) and win.pad_l == (1, 1)
+
+
+def post_dw(b: Builder, node: Op, chain: object, ep: Epilogue) -> None:
+    """A depthwise Conv as oneDNN's ``dw`` post-op (see :func:`dw_fusable`)."""
+    bias = node.inputs[2] if len(node.inputs) > 2 else None
+    ep.items.append(PostItem("dw", 3, 2.0, 1.0, weights=node.inputs[1], bias=bias))
+
+
+@op(
+    "Conv",
+    check=check_conv,
+    host=True,
+    post=post_dw,
+    prefers=lambda b, n: prefer_conv(b, n),
+)
 def lower_conv(b: Builder, node: Op, ep: Epilogue) -> None:
     """Conv (+ bias, + post-ops) as one convolution primitive."""
     x, w = node.inputs[0], node.inputs[1]
@@ -278,8 +328,20 @@ def _lower_window_op(
             attr.h,
         )
 
-    hint = b.hint(ep.result or y) if sum_slot is None else None
+    hint = b.hint(ep.result or y) if sum_slot is None and not ep.has_dw else None
     pd = choose_pd(b, x.shape, hint, dst_md, make)
+    if ep.has_dw:
+        result = ep.result or y
+        if not pd.impl.startswith("jit") or pd.md(Query.dst_md).dims != result.shape:
+            # Not a real fused kernel: refuse, so the two convolutions run apart.
+            raise DnnlError(
+                f"no fused depthwise kernel ({pd.impl})",
+                backend="dnnl",
+                function="dnnl_post_ops_append_dw",
+                status=3,
+                status_name="unimplemented",
+            )
+        extra = extra + ep.dw_args(b, pd)
     _finish(b, node, ep, pd, x_slot, weights(), bias, sum_slot, extra)
 
 
