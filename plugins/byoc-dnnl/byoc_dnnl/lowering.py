@@ -170,7 +170,8 @@ class Epilogue:
             )
             dw = Arg.attr_post_op_dw
             args.append((dw | Arg.weights, b.convert(w, pd.arg_md(dw | Arg.weights))))
-            args.append((dw | Arg.bias, b.const_slot(bias)))
+            bias_slot = b.const_slot(bias)
+            args.append((dw | Arg.bias, b.convert(bias_slot, pd.arg_md(dw | Arg.bias))))
         return args
 
     def operands_fit(self, dst_dims: Sequence[int]) -> bool:

@@ -159,9 +159,6 @@ def _fold_into(ir: IR, host: Op, add: Op, c: np.ndarray) -> bool:
     return True
 
 
-_AFTER_DW = frozenset({"Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "Elu", "Gelu"})
-
-
 def _fusable(ir: IR, host: Op, nxt: Op, chain: Value) -> bool:
     from .ops import OPS
 
@@ -173,8 +170,10 @@ def _fusable(ir: IR, host: Op, nxt: Op, chain: Value) -> bool:
 
         return dw_fusable(host, nxt)
     if any(f.kind == "Conv" for f in host.fused):
+        from .ops.eltwise import is_activation
+
         # after a fused depthwise conv only activations (the dst changed shape)
-        return nxt.kind in _AFTER_DW
+        return is_activation(nxt.kind)
     if nxt.kind in ("Add", "Sub", "Mul", "Div"):
         a, c = nxt.inputs[0], nxt.inputs[1]
         if a is None or c is None or (a is chain and c is chain):

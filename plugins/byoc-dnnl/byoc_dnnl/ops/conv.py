@@ -23,6 +23,7 @@ from ..handles import Attr, MemoryDesc, PrimitiveDesc
 from ..ir import Decline, Op
 from ..lowering import Builder, Epilogue, PostItem
 from . import guard, need_f32, op, out_shape, shape_of
+from .eltwise import is_activation
 from .geometry import Window, forward_window, transposed_window
 
 
@@ -120,7 +121,7 @@ def dw_fusable(host: Op, dw: Op) -> bool:
     hwin = _conv_window(host.attrs, x.shape, w.shape, host.out.shape)
     if hwin.strides + hwin.dilations + hwin.pad_l + hwin.pad_r != (1, 1) + (0,) * 6:
         return False
-    if any(f.kind in ("Add", "Sub", "Mul", "Div", "Conv") for f in host.fused):
+    if not all(is_activation(f.kind) for f in host.fused):
         return False
     dx, dwt = dw.inputs[0], dw.inputs[1]
     bias = dw.inputs[2] if len(dw.inputs) > 2 else None

@@ -19,7 +19,7 @@ from .._lib import Alg, Arg, PropKind, Query
 from ..handles import MemoryDesc, PrimitiveDesc
 from ..ir import Decline, Op, Value
 from ..lowering import Builder, Epilogue, PostItem
-from . import guard, need_const, need_f32, op, out_shape, shape_of
+from . import OPS, guard, need_const, need_f32, op, out_shape, shape_of
 
 # -- activations -----------------------------------------------------------------
 
@@ -81,6 +81,12 @@ def check_eltwise(info: byoc.NodeInfo) -> None:
         consts.append(need_const(info, 1, "min"))
         consts.append(need_const(info, 2, "max"))
     eltwise_params(info.op, info.attrs, consts)
+
+
+def is_activation(kind: str) -> bool:
+    """True for the ops that fuse as an eltwise post-op (shape-preserving)."""
+    entry = OPS.get(kind)
+    return entry is not None and entry.post is post_eltwise
 
 
 def post_eltwise(b: Builder, node: Op, chain: Value, ep: Epilogue) -> None:
