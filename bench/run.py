@@ -278,6 +278,18 @@ def bench_model(
     }
 
 
+def _cpu_model() -> str:
+    """The CPU's model name (results from different machines must not mix)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
 def _table(rows: list[dict[str, Any]]) -> str:
     head = (
         f"{'model':12s} {'thr':>3s} {'byoc ms':>9s} {'ort ms':>9s} {'ratio':>6s} "
@@ -379,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {
             "platform": platform.platform(),
             "processor": platform.processor(),
+            "cpu_model": _cpu_model(),
             "cpus": os.cpu_count(),
         },
         "versions": {
