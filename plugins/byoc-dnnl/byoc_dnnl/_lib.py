@@ -18,12 +18,10 @@ headers and a C compiler are at hand, against the headers themselves.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import importlib.metadata as md
 import os
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -457,40 +455,12 @@ def find_library() -> tuple[str | None, str]:
     return None, f"{DISTRIBUTION} {dist.version} has no {SONAME}; {INSTALL_HINT}"
 
 
-SPIN_COUNT = 10000
-"""GOMP_SPINCOUNT used when loading libgomp, unless the user set OpenMP waiting.
-
-libgomp's default lets an idle worker spin for ~300k pause instructions (many
-milliseconds) before sleeping. oneDNN splits every primitive statically across
-the team, so when another process holds a core the spinning thread keeps its
-partner from running and one primitive can take a whole scheduler time slice
-(10-100x slowdowns seen on a shared 2-core machine). 10k spins (about half a
-millisecond) still cover the gaps and imbalances between the primitives of one
-run; a few hundred did not (workers fell asleep between primitives and paid a
-wake-up each time: MobileNetV2 10-50% slower on a quiet machine).
-"""
-
-
-@contextlib.contextmanager
-def _openmp_env() -> Iterator[None]:
-    """Set GOMP_SPINCOUNT while libgomp loads (it reads the environment once)."""
-    if "GOMP_SPINCOUNT" in os.environ or "OMP_WAIT_POLICY" in os.environ:
-        yield
-        return
-    os.environ["GOMP_SPINCOUNT"] = str(SPIN_COUNT)
-    try:
-        yield
-    finally:
-        os.environ.pop("GOMP_SPINCOUNT", None)
-
-
 def _load() -> tuple[Library | None, str | None]:
     path, how = find_library()
     if path is None:
         return None, how
     try:
-        with _openmp_env():
-            library = Library(path)
+        library = Library(path)
     except OSError as exc:
         return None, f"{SONAME} from {how} failed to load ({exc}); {INSTALL_HINT}"
     except AttributeError as exc:
