@@ -47,22 +47,23 @@ def _code(fma: Callable[[int, int, int], bytes]) -> bytes:
     )  # vzeroupper; ret
 
 
-def _cpu_flags() -> set[str]:
+def cpuinfo(key: str) -> str:
+    """The value of the first ``key`` line of /proc/cpuinfo ("" where there is none)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
+                if line.startswith(key):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return set()
+    return ""
 
 
 def _variant() -> tuple[Callable[[int, int, int], bytes], int] | None:
     """The FMA encoder for the widest vectors this CPU has, and its fp32 lanes."""
     if platform.machine() not in ("x86_64", "AMD64"):
         return None
-    flags = _cpu_flags()
+    flags = set(cpuinfo("flags").split())
     if "avx512f" in flags:
         return _fma_zmm, 16
     if {"avx2", "fma"} <= flags:

@@ -36,6 +36,7 @@ if __package__ in (None, ""):  # python bench/run.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.models import MODELS, example_inputs, flops  # noqa: E402
+from bench.peak import cpuinfo  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -278,18 +279,6 @@ def bench_model(
     }
 
 
-def _cpu_model() -> str:
-    """The CPU's model name (results from different machines must not mix)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
 def _table(rows: list[dict[str, Any]]) -> str:
     head = (
         f"{'model':12s} {'thr':>3s} {'byoc ms':>9s} {'ort ms':>9s} {'ratio':>6s} "
@@ -391,7 +380,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {
             "platform": platform.platform(),
             "processor": platform.processor(),
-            "cpu_model": _cpu_model(),
+            # results from different machines must not mix
+            "cpu_model": cpuinfo("model name") or platform.processor(),
             "cpus": os.cpu_count(),
         },
         "versions": {

@@ -39,7 +39,7 @@ _BUDGET_S = 0.5
 
 @dataclass
 class Choice:
-    """The layout an engine runs with, and why (shown by ``describe_layout``)."""
+    """The layout an engine runs with, and why (the engine's ``layout_choice``)."""
 
     layout: str
     reason: str
