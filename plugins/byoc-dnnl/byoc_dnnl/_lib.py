@@ -302,6 +302,8 @@ _DECLS: dict[str, tuple[Any, list[Any]]] = {
     "dnnl_memory_desc_create_with_tag": (_status, [_pp, _i, _dims, _i, _i]),
     "dnnl_memory_desc_create_with_strides": (_status, [_pp, _i, _dims, _i, _dims]),
     "dnnl_memory_desc_clone": (_status, [_pp, _p]),
+    "dnnl_memory_desc_reshape": (_status, [_pp, _p, _i, _dims]),
+    "dnnl_memory_desc_permute_axes": (_status, [_pp, _p, ctypes.POINTER(_i)]),
     "dnnl_memory_desc_destroy": (_status, [_p]),
     "dnnl_memory_desc_query": (_status, [_p, _i, _p]),
     "dnnl_memory_desc_get_size": (ctypes.c_size_t, [_p]),

@@ -115,7 +115,7 @@ class DnnlBackend(byoc.Backend):
 
         ir = fresh_ir()
         tag = layout.blocked_tag() if conv_layout != "native" else None
-        choice = layout.plan(conv_layout, layout.count_convs(ir), tag)
+        choice = layout.plan(conv_layout, layout.count_layout_ops(ir), tag)
         if choice is not None:
             self._program = program(ir, tag if choice.layout == "blocked" else None)
         else:

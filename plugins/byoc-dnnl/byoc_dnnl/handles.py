@@ -125,6 +125,22 @@ class MemoryDesc:
         _lib.lib().memory_desc_clone(ctypes.byref(h), raw)
         return MemoryDesc(h)
 
+    def reshape(self, shape: Sequence[int]) -> MemoryDesc:
+        """The same bytes seen with other dims; raises DnnlError where the
+        layout cannot express them (e.g. splitting a blocked axis)."""
+        h = ctypes.c_void_p()
+        self._lib.memory_desc_reshape(
+            ctypes.byref(h), self.h, len(shape), _lib.dims(tuple(shape))
+        )
+        return MemoryDesc(h)
+
+    def permute(self, perm: Sequence[int]) -> MemoryDesc:
+        """The same bytes with axis ``i`` moved to position ``perm[i]``."""
+        h = ctypes.c_void_p()
+        order = (ctypes.c_int * len(perm))(*perm)
+        self._lib.memory_desc_permute_axes(ctypes.byref(h), self.h, order)
+        return MemoryDesc(h)
+
     # -- queries -----------------------------------------------------------
 
     def _q_int(self, what: int) -> int:

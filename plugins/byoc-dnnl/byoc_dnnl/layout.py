@@ -1,4 +1,5 @@
-"""Which activation layout a subgraph's 2-D convolutions use, chosen per engine.
+"""Which activation layout a subgraph's convolutions and Linear layers use,
+chosen per engine.
 
 oneDNN offers two families of direct-convolution kernels on x86: the brgemm
 ones on channels-last (NHWC) data, which ``format_tag::any`` picks, and the
@@ -6,14 +7,17 @@ older jit ones on channel-blocked data (nChw8c on AVX2, nChw16c on AVX-512).
 Neither wins everywhere. On the bench's AMD Zen 3 machine (AVX2, 2 threads)
 ResNet-50 ran 0-5 % faster channels-last in 4 of 5 timings and MobileNetV2
 7-16 % faster blocked (depthwise and thin 1x1 convolutions) in 5 of 6; see
-``plugins/byoc-dnnl/README.md``.
+``plugins/byoc-dnnl/README.md``. On the blocked layout, Linear layers with at
+least 32 rows run as jit 1x1 convolutions too
+(:func:`byoc_dnnl.ops.matmul.linear_as_conv`), which beat the brgemm inner
+product on some shapes and not on others.
 
 So ``conv_layout="auto"`` (the default) builds both programs at init and
 keeps the one that runs faster, timed on zero inputs in alternating rounds
 (half a second, or two rounds of four runs where a run is slower).
-Subgraphs with fewer than :data:`AUTO_MIN_CONVS` convolutions skip the
-timing and keep oneDNN's own choice; ``"native"`` and ``"blocked"`` force
-one family without timing.
+Subgraphs with fewer than :data:`AUTO_MIN_OPS` convolutions and Linear layers
+skip the timing and keep oneDNN's own choice; ``"native"`` and ``"blocked"``
+force one family without timing.
 """
 
 from __future__ import annotations
@@ -29,11 +33,11 @@ import numpy as np
 from . import _lib
 from ._lib import Alg, DnnlError, FormatTag, PropKind, dims
 from .handles import Attr, MemoryDesc, PrimitiveDesc, engine
-from .ir import IR
+from .ir import IR, Op
 
 LAYOUTS = ("auto", "native", "blocked")
-AUTO_MIN_CONVS = 4
-"""Fewer 2-D convolutions than this: the choice cannot matter much, skip timing."""
+AUTO_MIN_OPS = 3
+"""Fewer layout-sensitive ops than this: the choice cannot matter much, skip timing."""
 _BUDGET_S = 0.5
 
 
@@ -81,27 +85,41 @@ def blocked_tag() -> int | None:
     return None
 
 
-def count_convs(ir: IR) -> int:
-    """2-D convolutions in ``ir`` (the ops whose layout the choice changes)."""
-    return sum(1 for op in ir.ops if op.kind == "Conv" and len(op.out.shape) == 4)
+def count_layout_ops(ir: IR) -> int:
+    """The ops whose kernels the choice changes: 2-D convolutions and Linear
+    layers (Gemm/MatMul with constant 2-D weights, run as 1x1 convolutions
+    when blocked)."""
+    return sum(1 for op in ir.ops if _layout_op(op))
+
+
+def _layout_op(op: Op) -> bool:
+    if op.kind == "Conv":
+        return len(op.out.shape) == 4
+    if op.kind in ("Gemm", "MatMul") and len(op.inputs) > 1:
+        w = op.inputs[1]
+        return w is not None and w.const is not None and len(w.shape) == 2
+    return False
 
 
 def plan(option: str, convs: int, tag: int | None) -> Choice | None:
     """The choice that needs no timing, or None when both programs must be timed.
 
     ``option`` is the ``conv_layout`` option, ``convs`` the subgraph's 2-D
-    convolutions, ``tag`` the CPU's blocked layout (None: it has none).
+    convolutions and Linear layers (:func:`count_layout_ops`), ``tag`` the
+    CPU's blocked layout (None: it has none).
     """
     if option == "native":
         return Choice("native", "conv_layout='native'")
     if convs == 0:
-        return Choice("native", "no 2-D convolutions")
+        return Choice("native", "no 2-D convolutions or Linear layers")
     if tag is None:
         return Choice("native", "this CPU has no jit kernels on a blocked layout")
     if option == "blocked":
         return Choice("blocked", "conv_layout='blocked'")
-    if convs < AUTO_MIN_CONVS:
-        return Choice("native", f"{convs} convolution(s) < {AUTO_MIN_CONVS}: not timed")
+    if convs < AUTO_MIN_OPS:
+        return Choice(
+            "native", f"{convs} layout-sensitive op(s) < {AUTO_MIN_OPS}: not timed"
+        )
     return None
 
 

@@ -241,6 +241,7 @@ class Builder:
         self.holders: dict[int, list[int]] = {}  # buffer -> value ids living in it
         self._variants: dict[int, list[tuple[MemoryDesc, int]]] = {}
         self._views: dict[tuple[int, tuple[int, ...]], int] = {}
+        self._aliases: dict[int, list[tuple[MemoryDesc, int]]] = {}
         self._stream: Stream | None = None
         self.pos = 0
         self.last_use = _last_uses(ir)
@@ -371,6 +372,18 @@ class Builder:
                 self.slots[slot].buffer, MemoryDesc.plain(shape)
             )
         return self._views[key]
+
+    def alias(self, slot: int, md: MemoryDesc) -> int:
+        """The bytes of ``slot`` seen through another desc ``md`` (no copy).
+
+        Cached per slot, so conversions of the alias are made only once too.
+        """
+        for known, other in self._aliases.get(slot, ()):
+            if known.same(md):
+                return other
+        out = self.new_slot(self.slots[slot].buffer, md)
+        self._aliases.setdefault(slot, []).append((md, out))
+        return out
 
     def strided_view(
         self, slot: int, shape: Sequence[int], strides: Sequence[int]
@@ -609,6 +622,11 @@ def _lower_group(b: Builder, host: Op, ops: Any) -> None:
         if k < mark[1]
     }
     b._views = {k: s for k, s in b._views.items() if s < mark[1]}
+    b._aliases = {
+        k: [(m, s) for m, s in vs if s < mark[1]]
+        for k, vs in b._aliases.items()
+        if k < mark[1]
+    }
     rest = host.fused
     cut = next((i for i, f in enumerate(rest) if f.kind == "Conv"), None)
     if cut is not None:

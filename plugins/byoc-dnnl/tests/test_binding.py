@@ -119,6 +119,19 @@ def test_memory_desc_queries() -> None:
     )
 
 
+def test_memory_desc_reshape_and_permute() -> None:
+    # The example in dnnl.h: swapping the axes of "ab" gives "ba".
+    swapped = MemoryDesc.with_tag((2, 3), FormatTag.ab).permute((1, 0))
+    assert swapped.same(MemoryDesc.with_tag((3, 2), FormatTag.ba))
+    flat = MemoryDesc.plain((2, 3, 4)).reshape((6, 4))
+    assert flat.same(MemoryDesc.plain((6, 4)))
+    blocked = MemoryDesc.with_tag((1, 16, 1, 5), FormatTag.nChw8c)
+    rows = blocked.permute((0, 3, 1, 2)).reshape((5, 16))
+    assert rows.dims == (5, 16) and rows.inner_nblks == 1
+    with pytest.raises(_lib.DnnlError, match="dnnl_memory_desc_reshape"):
+        blocked.reshape((2, 8, 5))  # would split the blocked channel axis
+
+
 def test_check_raises_typed_error_naming_function_and_status() -> None:
     md = MemoryDesc.plain((2, 2))
     with pytest.raises(_lib.DnnlError) as info:

@@ -284,9 +284,7 @@ def test_head_read_inside_and_view_heads() -> None:
 def _has_avx2() -> bool:
     try:
         with open("/proc/cpuinfo") as f:
-            return any(
-                line.startswith("flags") and " avx2" in line for line in f
-            )
+            return any(line.startswith("flags") and " avx2" in line for line in f)
     except OSError:
         return False
 

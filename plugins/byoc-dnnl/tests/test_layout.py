@@ -76,7 +76,7 @@ def test_every_layout_computes_the_same(option: str) -> None:
 
 
 def test_small_subgraphs_are_not_timed() -> None:
-    mod = check_model(_mobile_block_chain(blocks=1))  # 3 convolutions
+    mod = check_model(_mlp(widths=(32, 32, 32)))  # 2 Linear layers
     choice = _choice(mod)
     assert choice.layout == "native" and not choice.timings_ms
 
@@ -88,8 +88,8 @@ def test_small_subgraphs_are_not_timed() -> None:
         ("auto", 0, 102, "native"),
         ("blocked", 10, None, "native"),
         ("blocked", 1, 102, "blocked"),
-        ("auto", 3, 102, "native"),
-        ("auto", 4, 102, None),
+        ("auto", 2, 102, "native"),
+        ("auto", 3, 102, None),
     ],
 )
 def test_plan(option: str, convs: int, tag: int | None, want: str | None) -> None:
@@ -134,3 +134,110 @@ def test_refused_depthwise_fusion_keeps_the_rest_fused() -> None:
         ("Conv_2", ("eltwise",)),
         ("Conv_4", ("eltwise",)),  # the final Relu
     ]
+
+
+# -- Linear layers on the blocked layout ----------------------------------------
+
+
+def _w(*shape: int) -> np.ndarray:
+    return (R.standard_normal(shape) * 0.2).astype(np.float32)
+
+
+def _mlp(rows: int = 64, widths: tuple[int, ...] = (32, 64, 48, 32)) -> Any:
+    """Gemm(transB=1) + Relu layers, as exporters write Linear layers."""
+    nodes, inits, x = [], {}, "x"
+    layers = list(zip(widths, widths[1:], strict=False))
+    for i, (k, n) in enumerate(layers):
+        y = "y" if i == len(layers) - 1 else f"r{i}"
+        nodes += [
+            helper.make_node("Gemm", [x, f"w{i}", f"b{i}"], [f"g{i}"], transB=1),
+            helper.make_node("Relu", [f"g{i}"], [y]),
+        ]
+        inits |= {f"w{i}": _w(n, k), f"b{i}": _w(n)}
+        x = y
+    return graph_model(nodes, {"x": (rows, widths[0])}, ["y"], inits)
+
+
+def _kernels(mod: byoc.Module) -> list[tuple[str, str]]:
+    return [(label, impl) for label, impl, _ in engine_steps(mod)]
+
+
+def _needs_blocked() -> None:
+    if layout.blocked_tag() is None:
+        pytest.skip("this CPU has no jit kernels on a blocked layout")
+
+
+def test_linear_chain_runs_as_blocked_1x1_convolutions() -> None:
+    _needs_blocked()
+    mod = check_model(_mlp(), options={"conv_layout": "blocked"})
+    steps = _kernels(mod)
+    gemms = [impl for label, impl in steps if label.startswith("Gemm")]
+    assert len(gemms) == 3 and all(i.startswith("jit_1x1") for i in gemms), steps
+    # One reorder into the blocked layout and one out: none between layers.
+    assert [label for label, _ in steps if not label.startswith("Gemm")] == [
+        "reorder",
+        "output 0",
+    ], steps
+
+
+def test_rank3_matmul_chain_stays_blocked() -> None:
+    _needs_blocked()
+    nodes = [
+        helper.make_node("MatMul", ["x", "w0"], ["m0"]),
+        helper.make_node("Relu", ["m0"], ["r0"]),
+        helper.make_node("MatMul", ["r0", "w1"], ["m1"]),
+        helper.make_node("Add", ["m1", "b1"], ["a1"]),
+        helper.make_node("MatMul", ["a1", "w2"], ["y"]),
+    ]
+    inits = {"w0": _w(32, 64), "w1": _w(64, 48), "b1": _w(48), "w2": _w(48, 16)}
+    model = graph_model(nodes, {"x": (2, 40, 32)}, ["y"], inits)
+    steps = _kernels(check_model(model, options={"conv_layout": "blocked"}))
+    assert [impl[:7] for label, impl in steps if label.startswith("MatMul")] == [
+        "jit_1x1"
+    ] * 3, steps
+    assert sum(label == "reorder" for label, _ in steps) == 1, steps
+
+
+@pytest.mark.parametrize(
+    ("case", "rows", "k", "n"),
+    [
+        ("few rows", 4, 32, 32),  # the inner product is faster there
+        ("padded channels", 64, 32, 20),  # 20 is no multiple of the block
+    ],
+)
+def test_linear_layers_that_stay_inner_products(
+    case: str, rows: int, k: int, n: int
+) -> None:
+    _needs_blocked()
+    nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1)]
+    model = graph_model(nodes, {"x": (rows, k)}, ["y"], {"w": _w(n, k), "b": _w(n)})
+    steps = _kernels(check_model(model, options={"conv_layout": "blocked"}))
+    assert not any(impl.startswith("jit_1x1") for _, impl in steps), (case, steps)
+
+
+def test_blocked_rows_feed_a_layer_with_a_binary_post_op() -> None:
+    # The second Gemm adds the subgraph input (a binary post-op), which stays
+    # on the inner product: it must read the blocked rows through a reorder.
+    _needs_blocked()
+    nodes = [
+        helper.make_node("Gemm", ["x", "w0", "b0"], ["g0"], transB=1),
+        helper.make_node("Relu", ["g0"], ["r0"]),
+        helper.make_node("Gemm", ["r0", "w1", "b1"], ["g1"], transB=1),
+        helper.make_node("Add", ["g1", "x"], ["y"]),
+    ]
+    inits = {"w0": _w(64, 32), "b0": _w(64), "w1": _w(32, 64), "b1": _w(32)}
+    model = graph_model(nodes, {"x": (48, 32)}, ["y"], inits)
+    steps = _kernels(check_model(model, options={"conv_layout": "blocked"}))
+    impls = dict(steps)
+    assert impls["Gemm_0"].startswith("jit_1x1") and not impls["Gemm_2"].startswith(
+        "jit_1x1"
+    ), steps
+
+
+def test_auto_times_a_linear_chain() -> None:
+    _needs_blocked()
+    choice = _choice(check_model(_mlp()))
+    assert choice.reason == "timed at init" and set(choice.timings_ms) == {
+        "native",
+        "blocked",
+    }

@@ -5,6 +5,8 @@ Linear layer) to oneDNN's inner-product primitive when its kernel is a brgemm
 one, otherwise to the matmul primitive. On AVX2 CPUs oneDNN 3.2 has brgemm
 kernels only for inner product; its matmul falls back to the jit sgemm, which
 measured half as fast on the bench's layer shapes (``bench/README.md``).
+When the subgraph runs on the channel-blocked layout (:mod:`byoc_dnnl.layout`),
+a Linear layer with enough rows runs as a jit 1x1 convolution instead.
 Constant weights use ``format_tag::any`` and are packed once at init.
 Transposed operands (Gemm's transA/transB, a Transpose feeding a MatMul) are
 strided views, not copies.
@@ -20,10 +22,10 @@ import numpy as np
 
 import byoc
 
-from .._lib import Alg, Arg, DnnlError, PropKind, Query
+from .._lib import Alg, Arg, DnnlError, PropKind, Query, dims
 from ..handles import MemoryDesc, PrimitiveDesc
 from ..ir import Decline, Op, Value
-from ..lowering import Builder, Epilogue, PostItem
+from ..lowering import INTERNAL, Builder, Epilogue, PostItem
 from . import guard, need_f32, op, out_shape, shape_of
 
 
@@ -77,6 +79,11 @@ def _operand(b: Builder, v: Value, dims: tuple[int, ...]) -> int:
     md = b.md(s)
     if md.dims == dims and md.is_plain:
         return s  # dense or a strided view (e.g. a transpose): the kernel reads it
+    if not md.is_plain:
+        try:  # blocked rows (a 1x1 convolution's output) seen flat, no reorder
+            return b.alias(s, md.reshape(dims))
+        except DnnlError:
+            pass
     return b.view(s, dims)
 
 
@@ -148,6 +155,12 @@ def _matmul(
     if hint is not None and hint.dims != tuple(dst_dims):
         hint = None
     if hint is None and w_const and len(dst_dims) == 2:
+        if (
+            sum_slot is None
+            and not extra
+            and linear_as_conv(b, node, ep, a_slot, w_slot, bias_slot, attr)
+        ):
+            return
         if _inner_product(
             b, node, ep, a_slot, w_slot, (dst_md, sum_slot), bias_slot, attr, extra
         ):
@@ -198,6 +211,8 @@ def _inner_product(
     brgemm kernel.
     """
     dst_md, sum_slot = dst
+    if not b.md(a_slot).is_plain:
+        a_slot = b.dense(a_slot)  # rows a channel-blocked 1x1 convolution wrote
     k, n = b.md(w_slot).dims
     sk, sn = b.md(w_slot).strides
     bias_md = MemoryDesc.plain((n,)) if bias_slot is not None else None
@@ -228,6 +243,98 @@ def _inner_product(
     out = b.produce(ep.result or node.out, pd.md(Query.dst_md), inplace=sum_slot)
     args.append((Arg.dst, out))
     args.extend(extra)
+    b.add_step(pd, args, node.label)
+    return True
+
+
+CONV_MIN_ROWS = 32
+"""Fewer rows: the inner product wins (with 1, 4 and 16 rows it ran 2-60 % faster)."""
+
+
+def rows_as_image(md: MemoryDesc) -> MemoryDesc:
+    """A (rows, C) matrix as the (1, C, 1, rows) image a 1x1 convolution reads.
+
+    Same bytes: a row-major matrix is a channels-last image, and a
+    channel-blocked image is a matrix with blocked columns.
+    """
+    m, c = md.dims
+    return md.reshape((1, 1, m, c)).permute((0, 2, 3, 1))
+
+
+def image_as_rows(md: MemoryDesc) -> MemoryDesc:
+    """The inverse of :func:`rows_as_image`."""
+    _, c, _, m = md.dims
+    return md.permute((0, 3, 1, 2)).reshape((m, c))
+
+
+def linear_as_conv(
+    b: Builder,
+    node: Op,
+    ep: Epilogue,
+    a_slot: int,
+    w_slot: int,
+    bias_slot: int | None,
+    attr: object,
+) -> bool:
+    """``a @ w`` as a 1x1 convolution on the subgraph's channel-blocked layout.
+
+    Only where the subgraph runs blocked (``b.conv_tag``): oneDNN 3.2's jit
+    1x1 kernels there ran 0-16 % faster than the brgemm inner product on the
+    bench's layer shapes at 2 threads, and consecutive Linear layers then
+    pass blocked activations along without reorders. The result value lives
+    in a (rows, N) view of the blocked image; consumers that need plain rows
+    get one reorder. Returns False (and adds nothing) when the channels would
+    need padding, there are fewer than :data:`CONV_MIN_ROWS` rows or oneDNN
+    has no jit kernel.
+    """
+    tag = b.conv_tag
+    k, n = b.md(w_slot).dims
+    m = b.md(a_slot).dims[0]
+    if tag is None or m < CONV_MIN_ROWS:
+        return False
+    src_md = MemoryDesc.with_tag((1, k, 1, m), tag)
+    dst_md = MemoryDesc.with_tag((1, n, 1, m), tag)
+    if src_md.nbytes != 4 * m * k or dst_md.nbytes != 4 * m * n:
+        return False  # channels not a multiple of the block
+    w_any = MemoryDesc.any((n, k, 1, 1))
+    bias_md = MemoryDesc.plain((n,)) if bias_slot is not None else None
+    try:
+        image = rows_as_image(b.md(a_slot))
+        pd = b.pd(
+            "convolution",
+            "convolution_forward_primitive_desc_create",
+            PropKind.forward_inference,
+            Alg.convolution_direct,
+            src_md.h,
+            w_any.h,
+            bias_md.h if bias_md is not None else None,
+            dst_md.h,
+            dims((1, 1)),
+            dims((0, 0)),
+            dims((0, 0)),
+            dims((0, 0)),
+            attr.h,  # type: ignore[attr-defined]
+        )
+    except DnnlError:
+        return False
+    if not pd.impl.startswith("jit"):
+        return False
+    sk, sn = b.md(w_slot).strides
+    w_image = MemoryDesc.strided((n, k, 1, 1), (sn, sk, 1, 1))
+    args = [
+        (Arg.src, b.convert(b.alias(a_slot, image), pd.md(Query.src_md))),
+        (Arg.weights, b.convert(b.alias(w_slot, w_image), pd.md(Query.weights_md))),
+    ]
+    if bias_slot is not None:
+        args.append((Arg.bias, b.view(bias_slot, (n,))))
+    out_md = pd.md(Query.dst_md)
+    out = b.new_slot(b.buffer(INTERNAL, out_md.nbytes), out_md)
+    args.append((Arg.dst, out))
+    result = ep.result or node.out
+    rows = image_as_rows(out_md)
+    if rows.dims != result.shape:
+        rows = rows.reshape(result.shape)
+    b.bind(result, b.alias(out, rows))
     b.add_step(pd, args, node.label)
     return True
 
