@@ -14,11 +14,18 @@ Options (``byoc.compile(..., options={"dnnl": {...}})`` or ``byoc.load``):
 * ``concurrency``: ``"pool"`` (default; concurrent runs use separate
   execution contexts) or ``"lock"`` (one context, runs serialized);
 * ``conv_layout``: ``"auto"`` (default), ``"native"`` or ``"blocked"``: the
-  activation layout of 2-D convolutions (:mod:`byoc_dnnl.layout`).
+  activation layout of 2-D convolutions and Linear layers
+  (:mod:`byoc_dnnl.layout`).
+
+``export_engine`` stores the layout ``init`` chose, so an artifact saved with
+``engines=True`` loads without timing the layouts again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import platform
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -42,6 +49,7 @@ except PackageNotFoundError:  # running from a source tree
     _VERSION = "0.0.0"
 
 _OPTIONS = frozenset({"threads", "concurrency", "conv_layout"})
+_ENGINE_FORMAT = 1
 _TRIALS: OrderedDict[Any, byoc.Support] = OrderedDict()
 _TRIALS_MAX = 4096
 
@@ -79,6 +87,13 @@ class DnnlBackend(byoc.Backend):
     # -- engine -------------------------------------------------------------------
 
     def init(self, consts: Mapping[str, np.ndarray]) -> None:
+        self._build(consts, None)
+
+    def _build(
+        self, consts: Mapping[str, np.ndarray], known: layout.Choice | None
+    ) -> None:
+        """Lower the subgraph; ``known`` is a layout choice made before (an
+        imported engine), which spares timing both programs."""
         unknown = sorted(set(self.options) - _OPTIONS)
         if unknown:
             raise ValueError(
@@ -116,6 +131,8 @@ class DnnlBackend(byoc.Backend):
         ir = fresh_ir()
         tag = layout.blocked_tag() if conv_layout != "native" else None
         choice = layout.plan(conv_layout, layout.count_layout_ops(ir), tag)
+        if choice is None and known is not None:
+            choice = known
         if choice is not None:
             self._program = program(ir, tag if choice.layout == "blocked" else None)
         else:
@@ -133,12 +150,92 @@ class DnnlBackend(byoc.Backend):
             choice = layout.Choice(pick, "timed at init", ms)
         self.layout_choice = choice
 
+    # -- prebuilt engines -----------------------------------------------------------
+
+    def export_engine(self) -> bytes:
+        """The decisions ``init`` made by measuring, for the artifact's engine section.
+
+        oneDNN 3.2 cannot serialize CPU primitives (``dnnl_primitive_get_cache_blob``
+        is unimplemented on CPU), and rebuilding them is fast; the slow, and
+        run-to-run noisy, part of ``init`` is timing the two layouts. An imported
+        engine reuses that choice, so a deployment loads faster and runs the same
+        program in every process. The blob is only valid on the same oneDNN
+        version, CPU and thread count (:func:`_fingerprint`).
+        """
+        c = self.layout_choice
+        body = {
+            "format": _ENGINE_FORMAT,
+            "machine": _fingerprint(_threads_option(self.options)),
+            "layout": c.layout,
+            "reason": c.reason,
+            "timings_ms": c.timings_ms,
+        }
+        text = json.dumps(body, sort_keys=True)
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        return json.dumps({"sha256": digest, "body": body}, sort_keys=True).encode()
+
+    def import_engine(self, blob: bytes, consts: Mapping[str, np.ndarray]) -> None:
+        """Build with the layout choice in ``blob``; raise (the driver then warns
+        and runs ``init``) if the blob is damaged or made for another machine."""
+        try:
+            outer = json.loads(blob)
+            body = outer["body"]
+            text = json.dumps(body, sort_keys=True)
+            ok = hashlib.sha256(text.encode()).hexdigest() == outer["sha256"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"not a dnnl engine blob ({exc})") from exc
+        if not ok:
+            raise ValueError("dnnl engine blob checksum mismatch")
+        if body.get("format") != _ENGINE_FORMAT:
+            raise ValueError(f"dnnl engine blob format {body.get('format')!r}")
+        here = _fingerprint(_threads_option(self.options))
+        built = body.get("machine")
+        if built != here:
+            built = built if isinstance(built, dict) else {}
+            diff = ", ".join(
+                f"{k} {built.get(k)!r} (here {v!r})"
+                for k, v in here.items()
+                if built.get(k) != v
+            )
+            raise ValueError(f"its layout was chosen for another setup: {diff}")
+        if body.get("layout") not in ("native", "blocked"):
+            raise ValueError(f"dnnl engine blob layout {body.get('layout')!r}")
+        known = layout.Choice(
+            body["layout"],
+            str(body.get("reason")),
+            dict(body.get("timings_ms") or {}),
+            prebuilt=True,
+        )
+        self._build(consts, known)
+
     def run(self, inputs: Mapping[str, np.ndarray]) -> Sequence[np.ndarray]:
         return self._program.run(inputs)
 
     def describe(self) -> list[tuple[str, str, tuple[str, ...]]]:
         """(label, oneDNN implementation, post-op kinds) per primitive execution."""
         return self._program.describe()
+
+
+def _fingerprint(threads: int | None) -> dict[str, Any]:
+    """What a layout choice depends on: oneDNN, the CPU and the thread count."""
+    lib = _lib.lib()
+    return {
+        "onednn": ".".join(map(str, lib.version_tuple)),
+        "cpu": _cpu_model(),
+        "blocked_tag": layout.blocked_tag(),
+        "threads": threads if threads is not None else lib.default_threads,
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _threads_option(options: Mapping[str, Any]) -> int | None:

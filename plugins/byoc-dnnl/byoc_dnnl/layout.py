@@ -48,6 +48,8 @@ class Choice:
     layout: str
     reason: str
     timings_ms: dict[str, float] = field(default_factory=dict)
+    prebuilt: bool = False
+    """True when the choice came with an imported engine instead of this init."""
 
 
 @cache

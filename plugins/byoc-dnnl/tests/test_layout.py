@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -241,3 +242,78 @@ def test_auto_times_a_linear_chain() -> None:
         "native",
         "blocked",
     }
+
+
+# -- prebuilt engines: the layout choice travels in the artifact ----------------
+
+
+def _saved_with_engine(tmp_path: Any, threads: int = 1) -> tuple[Any, Any, Any]:
+    model = _mlp()
+    feeds = {"x": R.standard_normal((64, 32)).astype(np.float32)}
+    mod = byoc.compile(
+        model,
+        backends=["dnnl", "ref"],
+        quiet=True,
+        options={"dnnl": {"threads": threads}},
+    )
+    want = mod.run(feeds)
+    return mod.save(tmp_path / "m.byoc", engines=True), feeds, (mod, want)
+
+
+def test_prebuilt_engine_reuses_the_timed_choice(tmp_path: Any) -> None:
+    _needs_blocked()
+    path, feeds, (mod, want) = _saved_with_engine(tmp_path)
+    timed = _choice(mod)
+    assert timed.reason == "timed at init" and not timed.prebuilt
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = byoc.load(path, options={"dnnl": {"threads": 1}})
+        got = loaded.run(feeds)
+    assert sum(loaded.init_counts.values()) == 0  # import_engine, not init
+    choice = _choice(loaded)
+    assert choice.prebuilt and choice.layout == timed.layout
+    assert choice.timings_ms == timed.timings_ms
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k])
+
+
+def test_prebuilt_engine_for_another_thread_count_is_rebuilt(tmp_path: Any) -> None:
+    _needs_blocked()
+    path, feeds, (_, want) = _saved_with_engine(tmp_path, threads=1)
+    loaded = byoc.load(path, options={"dnnl": {"threads": 2}})
+    with pytest.warns(RuntimeWarning, match=r"another setup: threads 1 \(here 2\)"):
+        got = loaded.run(feeds)
+    assert sum(loaded.init_counts.values()) == 1
+    assert not _choice(loaded).prebuilt
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-5)
+
+
+def test_an_explicit_layout_option_overrides_the_prebuilt_choice(
+    tmp_path: Any,
+) -> None:
+    _needs_blocked()
+    path, feeds, _ = _saved_with_engine(tmp_path)
+    for forced in ("native", "blocked"):
+        loaded = byoc.load(
+            path, options={"dnnl": {"threads": 1, "conv_layout": forced}}
+        )
+        loaded.run(feeds)
+        assert _choice(loaded).layout == forced
+
+
+@pytest.mark.parametrize(
+    ("blob", "match"),
+    [
+        (b"\x00garbage", "not a dnnl engine blob"),
+        (b'{"sha256": "0", "body": {"layout": "native"}}', "checksum"),
+    ],
+)
+def test_damaged_engine_blobs_are_refused(blob: bytes, match: str) -> None:
+    from byoc_dnnl.backend import DnnlBackend
+
+    mod = check_model(_mlp())
+    (rec,) = mod.subgraphs
+    engine = DnnlBackend(rec.symbol, rec.graph, {}, {})
+    with pytest.raises(ValueError, match=match):
+        engine.import_engine(blob, {})
