@@ -32,21 +32,25 @@ REL = 1e-4
 def test_bench_model_matches_ref(name: str, tmp_path: Path) -> None:
     model = MODELS[name]()
     feeds = example_inputs(model)
-    mod = byoc.compile(model, backends=["dnnl", "ref"], quiet=True)
-    assert [r.backend for r in mod.subgraphs] == ["dnnl"], mod.placement()
-    loaded = byoc.load(mod.save(tmp_path / f"{name}.byoc"))
-    got = next(iter(loaded.run(feeds).values()))
     try:
         ref = byoc.compile(model, backends=["ref"], quiet=True)
     except byoc.UnsupportedError as exc:
         pytest.fail(f"byoc-ref cannot run {name}: {exc}")
     want = next(iter(ref.run(feeds).values()))
-    assert_close(got, want, REL, f"{name}: dnnl vs byoc-ref")
-    assert_close(got, run_ort(model, feeds)[0], REL, f"{name}: dnnl vs onnxruntime")
-    steps = engine_steps(loaded)
-    assert not [s for s in steps if s[1].startswith("ref")], (
-        "a reference kernel was chosen"
-    )
+    want_ort = run_ort(model, feeds)[0]
+    for conv_layout in ("native", "blocked"):
+        what = f"{name} ({conv_layout})"
+        opts = {"dnnl": {"conv_layout": conv_layout}}
+        mod = byoc.compile(model, backends=["dnnl", "ref"], quiet=True, options=opts)
+        assert [r.backend for r in mod.subgraphs] == ["dnnl"], mod.placement()
+        loaded = byoc.load(mod.save(tmp_path / f"{name}.byoc"), options=opts)
+        got = next(iter(loaded.run(feeds).values()))
+        assert_close(got, want, REL, f"{what}: dnnl vs byoc-ref")
+        assert_close(got, want_ort, REL, f"{what}: dnnl vs onnxruntime")
+        steps = engine_steps(loaded)
+        assert not [s for s in steps if s[1].startswith("ref")], (
+            f"{what}: a reference kernel was chosen"
+        )
 
 
 @pytest.mark.parametrize("conv_layout", ["native", "blocked"])
@@ -75,10 +79,25 @@ def test_resnet50_is_fused_and_keeps_its_layout(conv_layout: str) -> None:
     ).all()
 
 
-def test_bert_layer_has_no_reorders() -> None:
-    mod = byoc.compile(MODELS["bert_layer"](), backends=["dnnl", "ref"], quiet=True)
+@pytest.mark.parametrize("conv_layout", ["native", "blocked"])
+def test_bert_layer_reorders(conv_layout: str) -> None:
+    mod = byoc.compile(
+        MODELS["bert_layer"](),
+        backends=["dnnl", "ref"],
+        quiet=True,
+        options={"dnnl": {"conv_layout": conv_layout}},
+    )
     steps = engine_steps(mod)
-    assert not [s for s in steps if s[0] in ("reorder", "output 0")]
+    reorders = [s for s in steps if s[0] in ("reorder", "output 0")]
+    kernels = [s for s in steps if s not in reorders]
     # Q, K, V, scores (+scale), softmax, context (written transposed), output
     # (+residual), layer norm, FFN up (+GELU), FFN down (+residual), layer norm
-    assert len(steps) == 11
+    assert len(kernels) == 11
+    if conv_layout == "native":
+        assert not reorders
+        return
+    # Q, K, V and FFN up as 1x1 convolutions: the input into the blocked layout
+    # once for all three, Q, K and V back to plain rows for the attention, the
+    # layer norm into FFN up, and its output back for FFN down.
+    assert [s[1][:7] for s in kernels].count("jit_1x1") == 4, steps
+    assert len(reorders) == 6, steps
