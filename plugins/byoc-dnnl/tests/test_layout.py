@@ -181,7 +181,8 @@ def test_linear_chain_runs_as_blocked_1x1_convolutions() -> None:
     ], steps
 
 
-def test_rank3_matmul_chain_stays_blocked() -> None:
+@pytest.mark.parametrize("x_shape", [(2, 40, 32), (80, 32)])
+def test_matmul_chain_stays_blocked(x_shape: tuple[int, ...]) -> None:
     _needs_blocked()
     nodes = [
         helper.make_node("MatMul", ["x", "w0"], ["m0"]),
@@ -191,7 +192,7 @@ def test_rank3_matmul_chain_stays_blocked() -> None:
         helper.make_node("MatMul", ["a1", "w2"], ["y"]),
     ]
     inits = {"w0": _w(32, 64), "w1": _w(64, 48), "b1": _w(48), "w2": _w(48, 16)}
-    model = graph_model(nodes, {"x": (2, 40, 32)}, ["y"], inits)
+    model = graph_model(nodes, {"x": x_shape}, ["y"], inits)
     steps = _kernels(check_model(model, options={"conv_layout": "blocked"}))
     assert [impl[:7] for label, impl in steps if label.startswith("MatMul")] == [
         "jit_1x1"

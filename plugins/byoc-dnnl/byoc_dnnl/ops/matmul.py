@@ -80,7 +80,11 @@ def _operand(b: Builder, v: Value, dims: tuple[int, ...]) -> int:
     if md.dims == dims and md.is_plain:
         return s  # dense or a strided view (e.g. a transpose): the kernel reads it
     if not md.is_plain:
-        try:  # blocked rows (a 1x1 convolution's output) seen flat, no reorder
+        # Blocked rows (a 1x1 convolution's output): the kernels take them as
+        # they are or reorder them; a flat view of them needs no copy.
+        if md.dims == dims:
+            return s
+        try:
             return b.alias(s, md.reshape(dims))
         except DnnlError:
             pass
@@ -315,6 +319,11 @@ def linear_as_conv(
             dims((0, 0)),
             attr.h,  # type: ignore[attr-defined]
         )
+        out_md = pd.md(Query.dst_md)
+        result = ep.result or node.out
+        rows = image_as_rows(out_md)
+        if rows.dims != result.shape:
+            rows = rows.reshape(result.shape)
     except DnnlError:
         return False
     if not pd.impl.startswith("jit"):
@@ -327,13 +336,8 @@ def linear_as_conv(
     ]
     if bias_slot is not None:
         args.append((Arg.bias, b.view(bias_slot, (n,))))
-    out_md = pd.md(Query.dst_md)
     out = b.new_slot(b.buffer(INTERNAL, out_md.nbytes), out_md)
     args.append((Arg.dst, out))
-    result = ep.result or node.out
-    rows = image_as_rows(out_md)
-    if rows.dims != result.shape:
-        rows = rows.reshape(result.shape)
     b.bind(result, b.alias(out, rows))
     b.add_step(pd, args, node.label)
     return True
