@@ -180,6 +180,8 @@ class DnnlBackend(byoc.Backend):
         try:
             outer = json.loads(blob)
             body = outer["body"]
+            if not isinstance(body, dict):
+                raise TypeError(f"body is a {type(body).__name__}")
             text = json.dumps(body, sort_keys=True)
             ok = hashlib.sha256(text.encode()).hexdigest() == outer["sha256"]
         except (ValueError, KeyError, TypeError) as exc:

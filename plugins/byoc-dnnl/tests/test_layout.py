@@ -308,6 +308,7 @@ def test_an_explicit_layout_option_overrides_the_prebuilt_choice(
     [
         (b"\x00garbage", "not a dnnl engine blob"),
         (b'{"sha256": "0", "body": {"layout": "native"}}', "checksum"),
+        (b'{"sha256": "0", "body": ["native"]}', "body is a list"),
     ],
 )
 def test_damaged_engine_blobs_are_refused(blob: bytes, match: str) -> None:
