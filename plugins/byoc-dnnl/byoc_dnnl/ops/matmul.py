@@ -215,8 +215,9 @@ def _inner_product(
     brgemm kernel.
     """
     dst_md, sum_slot = dst
-    if not b.md(a_slot).is_plain:
-        a_slot = b.dense(a_slot)  # rows a channel-blocked 1x1 convolution wrote
+    src_md = b.md(a_slot)
+    if not src_md.is_plain:  # rows a blocked 1x1 convolution wrote: read them dense
+        src_md = MemoryDesc.plain(src_md.dims)
     k, n = b.md(w_slot).dims
     sk, sn = b.md(w_slot).strides
     bias_md = MemoryDesc.plain((n,)) if bias_slot is not None else None
@@ -226,7 +227,7 @@ def _inner_product(
             "inner_product",
             "inner_product_forward_primitive_desc_create",
             PropKind.forward_inference,
-            b.md(a_slot).h,
+            src_md.h,
             w_any.h,
             bias_md.h if bias_md is not None else None,
             dst_md.h,
