@@ -8,7 +8,8 @@ times, then::
     python -m bench.summary bench/results/A.json bench/results/B.json ...
 
 prints, per model and thread count, the median of the runs' ratios with their
-range, and the median % of peak of both runtimes.
+range, the median % of peak of both runtimes, and for 2 threads whether the
+median meets the target of issue #4 (:data:`TARGETS`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,26 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+
+TARGETS: dict[str, tuple[float, float | None]] = {
+    "resnet50": (1.0, 90.0),
+    "mobilenetv2": (0.85, None),
+    "bert_layer": (0.9, None),
+    "mlp": (0.85, None),
+}
+"""Model -> (highest ratio byoc/ort, lowest byoc % of peak or None), at 2 threads."""
+TARGET_THREADS = 2
+
+
+def verdict(row: dict[str, Any]) -> str:
+    """'met', 'not met' or '' (no target for this model and thread count)."""
+    target = TARGETS.get(row["model"])
+    if target is None or row["threads"] != TARGET_THREADS:
+        return ""
+    ratio, pct = target
+    ok = row["ratio_median"] <= ratio and (pct is None or row["byoc_pct_peak"] >= pct)
+    want = f"<= {ratio:.2f}" + (f", >= {pct:.0f} %" if pct is not None else "")
+    return f"{'met' if ok else 'not met'} ({want})"
 
 
 def summarize(paths: list[Path]) -> list[dict[str, Any]]:
@@ -54,13 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = summarize(args.files)
     print(
         f"{'model':12s} {'thr':>3s} {'runs':>4s} {'ratio':>6s} {'range':>13s} "
-        f"{'byoc %peak':>10s} {'ort %peak':>9s}"
+        f"{'byoc %peak':>10s} {'ort %peak':>9s}  target"
     )
     for r in rows:
         print(
             f"{r['model']:12s} {r['threads']:3d} {r['runs']:4d} "
             f"{r['ratio_median']:6.3f} {r['ratio_min']:6.3f}-{r['ratio_max']:6.3f} "
-            f"{r['byoc_pct_peak']:10.1f} {r['ort_pct_peak']:9.1f}"
+            f"{r['byoc_pct_peak']:10.1f} {r['ort_pct_peak']:9.1f}  {verdict(r)}"
         )
     return 0
 
