@@ -82,27 +82,44 @@ def _conv_window(
     return forward_window(attrs, x[2:], y[2:], w[2:], allow_extension=False)  # type: ignore[arg-type]
 
 
-@guard
-def check_conv(info: byoc.NodeInfo) -> None:
-    """Conv: float32, 1-3 spatial dims, consistent group/kernel/output shape."""
+Shape = tuple[int, ...]
+
+
+def _check_shapes(
+    info: byoc.NodeInfo,
+    in_channels: Callable[[Shape, int], int],
+    out_channels: Callable[[Shape, int], int],
+) -> tuple[Shape, Shape, Shape]:
+    """What Conv and ConvTranspose check alike: float32, rank 3-5, group,
+    kernel_shape, bias and output channels. Their weights differ in which axis
+    holds the input and output channels: ``in_channels``/``out_channels`` say,
+    given the weight shape and group. Returns (x, w, y)."""
     need_f32(info)
     x, w, y = shape_of(info, 0), shape_of(info, 1), out_shape(info)
     if not 3 <= len(x) <= 5 or len(w) != len(x):
         raise Decline(f"needs rank 3-5 input and weights, got {len(x)} and {len(w)}")
     group = int(info.attrs.get("group", 1))
-    if group < 1 or x[1] != w[1] * group or w[0] % group:
+    if group < 1 or x[1] != in_channels(w, group) or w[0] % group:
         raise Decline(f"group={group} does not match input {x} and weights {w}")
     ks = info.attrs.get("kernel_shape")
     if ks is not None and tuple(ks) != w[2:]:
         raise Decline(f"kernel_shape={list(ks)} does not match weights {w}")
+    oc = out_channels(w, group)
     if (
         len(info.inputs) > 2
         and info.inputs[2] is not None
-        and shape_of(info, 2) != (w[0],)
+        and shape_of(info, 2) != (oc,)
     ):
-        raise Decline(f"bias shape {shape_of(info, 2)} is not ({w[0]},)")
-    if y[:2] != (x[0], w[0]):
+        raise Decline(f"bias shape {shape_of(info, 2)} is not ({oc},)")
+    if y[:2] != (x[0], oc):
         raise Decline(f"output shape {y} does not match input {x} and weights {w}")
+    return x, w, y
+
+
+@guard
+def check_conv(info: byoc.NodeInfo) -> None:
+    """Conv: float32, 1-3 spatial dims, consistent group/kernel/output shape."""
+    x, w, y = _check_shapes(info, lambda w, g: w[1] * g, lambda w, g: w[0])
     _conv_window(info.attrs, x, w, y)
 
 
@@ -231,25 +248,7 @@ def _finish(
 @guard
 def check_conv_transpose(info: byoc.NodeInfo) -> None:
     """ConvTranspose: float32, 1-3 spatial dims, geometry consistent with the output."""
-    need_f32(info)
-    x, w, y = shape_of(info, 0), shape_of(info, 1), out_shape(info)
-    if not 3 <= len(x) <= 5 or len(w) != len(x):
-        raise Decline(f"needs rank 3-5 input and weights, got {len(x)} and {len(w)}")
-    group = int(info.attrs.get("group", 1))
-    if group < 1 or x[1] != w[0] or w[0] % group:
-        raise Decline(f"group={group} does not match input {x} and weights {w}")
-    ks = info.attrs.get("kernel_shape")
-    if ks is not None and tuple(ks) != w[2:]:
-        raise Decline(f"kernel_shape={list(ks)} does not match weights {w}")
-    oc = w[1] * group
-    if (
-        len(info.inputs) > 2
-        and info.inputs[2] is not None
-        and shape_of(info, 2) != (oc,)
-    ):
-        raise Decline(f"bias shape {shape_of(info, 2)} is not ({oc},)")
-    if y[:2] != (x[0], oc):
-        raise Decline(f"output shape {y} does not match input {x} and weights {w}")
+    x, w, y = _check_shapes(info, lambda w, g: w[0], lambda w, g: w[1] * g)
     transposed_window(info.attrs, x[2:], y[2:], w[2:])
 
 
