@@ -15,7 +15,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import _lib
-from ._lib import Arg, DataType, FormatKind, FormatTag, Query, ScratchpadMode
+from ._lib import (
+    Alg,
+    Arg,
+    DataType,
+    FormatKind,
+    FormatTag,
+    PropKind,
+    Query,
+    ScratchpadMode,
+)
 
 _ENGINE: ctypes.c_void_p | None = None
 _ENGINE_LOCK = threading.Lock()
@@ -346,6 +355,43 @@ class PrimitiveDesc:
         h = ctypes.c_void_p()
         self._lib.primitive_create(ctypes.byref(h), self.h)
         return Primitive(h, self)
+
+
+def conv_pd(
+    src: MemoryDesc,
+    weights: MemoryDesc,
+    bias: MemoryDesc | None,
+    dst: MemoryDesc,
+    geometry: tuple[Sequence[int], Sequence[int], Sequence[int], Sequence[int]],
+    attr: Attr | None = None,
+    *,
+    deconv: bool = False,
+) -> PrimitiveDesc:
+    """A forward-inference direct (de)convolution pd.
+
+    ``geometry`` is (strides, dilations, left pads, right pads), dilations
+    counted as oneDNN counts them (0: none). Raises DnnlError when oneDNN has
+    no implementation.
+    """
+    kind = "deconvolution" if deconv else "convolution"
+    attr = attr if attr is not None else Attr()
+    strides, dilations, pad_l, pad_r = (_lib.dims(tuple(g)) for g in geometry)
+    return PrimitiveDesc.make(
+        kind,
+        getattr(_lib.lib(), f"{kind}_forward_primitive_desc_create"),
+        engine(),
+        PropKind.forward_inference,
+        Alg.deconvolution_direct if deconv else Alg.convolution_direct,
+        src.h,
+        weights.h,
+        bias.h if bias is not None else None,
+        dst.h,
+        strides,
+        dilations,
+        pad_l,
+        pad_r,
+        attr.h,
+    )
 
 
 class Primitive:

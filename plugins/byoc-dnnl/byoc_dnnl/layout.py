@@ -30,9 +30,8 @@ from functools import cache
 
 import numpy as np
 
-from . import _lib
-from ._lib import Alg, DnnlError, FormatTag, PropKind, dims
-from .handles import Attr, MemoryDesc, PrimitiveDesc, engine
+from ._lib import DnnlError, FormatTag
+from .handles import MemoryDesc, conv_pd
 from .ir import IR, Op
 
 LAYOUTS = ("auto", "native", "blocked")
@@ -62,23 +61,9 @@ def blocked_tag() -> int | None:
     shape, wshape = (1, 16, 8, 8), (16, 16, 3, 3)
     for tag in (FormatTag.nChw16c, FormatTag.nChw8c):
         src, dst = MemoryDesc.with_tag(shape, tag), MemoryDesc.with_tag(shape, tag)
-        wmd, attr = MemoryDesc.any(wshape), Attr()
         try:
-            pd = PrimitiveDesc.make(
-                "convolution",
-                _lib.lib().convolution_forward_primitive_desc_create,
-                engine(),
-                PropKind.forward_inference,
-                Alg.convolution_direct,
-                src.h,
-                wmd.h,
-                None,
-                dst.h,
-                dims((1, 1)),
-                dims((0, 0)),
-                dims((1, 1)),
-                dims((1, 1)),
-                attr.h,
+            pd = conv_pd(
+                src, MemoryDesc.any(wshape), None, dst, ((1, 1), (0, 0), (1, 1), (1, 1))
             )
         except DnnlError:
             continue

@@ -18,8 +18,8 @@ from collections.abc import Callable
 
 import byoc
 
-from .._lib import Alg, Arg, DnnlError, FormatKind, PropKind, Query, dims
-from ..handles import Attr, MemoryDesc, PrimitiveDesc
+from .._lib import Arg, DnnlError, FormatKind, Query
+from ..handles import MemoryDesc, PrimitiveDesc, conv_pd
 from ..ir import Decline, Op
 from ..lowering import Builder, Epilogue, PostItem
 from . import guard, need_f32, op, out_shape, shape_of
@@ -199,22 +199,7 @@ def prefer_conv(b: Builder, node: Op) -> MemoryDesc | None:
     group = int(node.attr("group", 1))
     wshape = w.shape if group == 1 else (group, w.shape[0] // group, *w.shape[1:])
     src, wmd, dst = (MemoryDesc.any(s) for s in (x.shape, wshape, node.out.shape))
-    attr = Attr()
-    pd = b.pd(
-        "convolution",
-        "convolution_forward_primitive_desc_create",
-        PropKind.forward_inference,
-        Alg.convolution_direct,
-        src.h,
-        wmd.h,
-        None,
-        dst.h,
-        dims(win.strides),
-        dims(win.dilations),
-        dims(win.pad_l),
-        dims(win.pad_r),
-        attr.h,
-    )
+    pd = conv_pd(src, wmd, None, dst, win.geometry)
     return pd.md(Query.src_md) if good_impl(pd.impl) else None
 
 
@@ -308,25 +293,9 @@ def _lower_window_op(
     dst_md = b.md(sum_slot) if sum_slot is not None else MemoryDesc.any(y.shape)
     attr, extra = ep.build(b, y.shape)
     x_slot = b.slot(x)
-    kind = "deconvolution" if deconv else "convolution"
-    alg = Alg.deconvolution_direct if deconv else Alg.convolution_direct
 
     def make(src: MemoryDesc, dst: MemoryDesc) -> PrimitiveDesc:
-        return b.pd(
-            kind,
-            f"{kind}_forward_primitive_desc_create",
-            PropKind.forward_inference,
-            alg,
-            src.h,
-            w_any.h,
-            bias_md.h if bias_md is not None else None,
-            dst.h,
-            dims(win.strides),
-            dims(win.dilations),
-            dims(win.pad_l),
-            dims(win.pad_r),
-            attr.h,
-        )
+        return conv_pd(src, w_any, bias_md, dst, win.geometry, attr, deconv=deconv)
 
     hint = b.hint(ep.result or y) if sum_slot is None and not ep.has_dw else None
     pd = choose_pd(b, x.shape, hint, dst_md, make)

@@ -28,6 +28,13 @@ class Window:
     """Right padding as the attributes give it (before ceil-mode extension)."""
 
     @property
+    def geometry(
+        self,
+    ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        """(strides, dilations, left pads, right pads), as a pd wants them."""
+        return (self.strides, self.dilations, self.pad_l, self.pad_r)
+
+    @property
     def extended(self) -> bool:
         """True when ceil mode made the right padding larger than the attrs say."""
         return any(a > b for a, b in zip(self.pad_r, self.pad_r_attr, strict=True))

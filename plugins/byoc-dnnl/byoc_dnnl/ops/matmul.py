@@ -22,8 +22,8 @@ import numpy as np
 
 import byoc
 
-from .._lib import Alg, Arg, DnnlError, PropKind, Query, dims
-from ..handles import MemoryDesc, PrimitiveDesc
+from .._lib import Alg, Arg, DnnlError, PropKind, Query
+from ..handles import Attr, MemoryDesc, PrimitiveDesc, conv_pd
 from ..ir import Decline, Op, Value
 from ..lowering import INTERNAL, Builder, Epilogue, PostItem
 from . import guard, need_f32, op, out_shape, shape_of
@@ -279,7 +279,7 @@ def linear_as_conv(
     a_slot: int,
     w_slot: int,
     bias_slot: int | None,
-    attr: object,
+    attr: Attr,
 ) -> bool:
     """``a @ w`` as a 1x1 convolution on the subgraph's channel-blocked layout.
 
@@ -305,20 +305,13 @@ def linear_as_conv(
     bias_md = MemoryDesc.plain((n,)) if bias_slot is not None else None
     try:
         image = rows_as_image(b.md(a_slot))
-        pd = b.pd(
-            "convolution",
-            "convolution_forward_primitive_desc_create",
-            PropKind.forward_inference,
-            Alg.convolution_direct,
-            src_md.h,
-            w_any.h,
-            bias_md.h if bias_md is not None else None,
-            dst_md.h,
-            dims((1, 1)),
-            dims((0, 0)),
-            dims((0, 0)),
-            dims((0, 0)),
-            attr.h,  # type: ignore[attr-defined]
+        pd = conv_pd(
+            src_md,
+            w_any,
+            bias_md,
+            dst_md,
+            ((1, 1), (0, 0), (0, 0), (0, 0)),
+            attr,
         )
         out_md = pd.md(Query.dst_md)
         result = ep.result or node.out
