@@ -315,6 +315,9 @@ _DECLS: dict[str, tuple[Any, list[Any]]] = {
     "dnnl_primitive_desc_query": (_status, [_p, _i, _i, _p]),
     "dnnl_primitive_desc_query_md": (_p, [_p, _i, _i]),
     "dnnl_primitive_desc_destroy": (_status, [_p]),
+    "dnnl_primitive_desc_clone": (_status, [_pp, _p]),
+    # Unchecked: returns last_impl_reached at the end of the list.
+    "dnnl_primitive_desc_next_impl": (_i, [_p]),
     "dnnl_primitive_create": (_status, [_pp, _p]),
     "dnnl_primitive_execute": (_status, [_p, _p, _i, ctypes.POINTER(ExecArg)]),
     "dnnl_primitive_destroy": (_status, [_p]),

@@ -15,10 +15,13 @@ Options (``byoc.compile(..., options={"dnnl": {...}})`` or ``byoc.load``):
   execution contexts) or ``"lock"`` (one context, runs serialized);
 * ``conv_layout``: ``"auto"`` (default), ``"native"`` or ``"blocked"``: the
   activation layout of 2-D convolutions and Linear layers
-  (:mod:`byoc_dnnl.layout`).
+  (:mod:`byoc_dnnl.layout`);
+* ``tune``: ``True`` (default) times oneDNN's implementations of each
+  convolution and GEMM at init and keeps the fastest; ``False`` keeps
+  oneDNN's first pick (:mod:`byoc_dnnl.tune`).
 
-``export_engine`` stores the layout ``init`` chose, so an artifact saved with
-``engines=True`` loads without timing the layouts again.
+``export_engine`` stores the layout and the implementations ``init`` chose,
+so an artifact saved with ``engines=True`` loads without timing again.
 """
 
 from __future__ import annotations
@@ -42,14 +45,15 @@ from .ops import OPS, no
 from .passes import fuse
 from .patterns import patterns as _patterns
 from .program import Program
+from .tune import Tuner
 
 try:
     _VERSION = version("byoc-dnnl")
 except PackageNotFoundError:  # running from a source tree
     _VERSION = "0.0.0"
 
-_OPTIONS = frozenset({"threads", "concurrency", "conv_layout"})
-_ENGINE_FORMAT = 1
+_OPTIONS = frozenset({"threads", "concurrency", "conv_layout", "tune"})
+_ENGINE_FORMAT = 2
 _TRIALS: OrderedDict[Any, byoc.Support] = OrderedDict()
 _TRIALS_MAX = 4096
 
@@ -110,6 +114,9 @@ class DnnlBackend(byoc.Backend):
             raise ValueError(
                 f"dnnl option conv_layout={conv_layout!r}; use one of {layout.LAYOUTS}"
             )
+        tune = self.options.get("tune", True)
+        if not isinstance(tune, bool):
+            raise ValueError(f"dnnl option tune={tune!r}; use True or False")
         lib = _lib.lib()
         # Kernels are chosen for the thread count in force when they are made.
         lib.omp_set_num_threads(threads if threads is not None else lib.default_threads)
@@ -119,9 +126,9 @@ class DnnlBackend(byoc.Backend):
             fuse(ir)
             return ir
 
-        def program(ir: IR, conv_tag: int | None) -> Program:
+        def program(ir: IR, conv_tag: int | None, tuner: Tuner | None) -> Program:
             return Program(
-                lower(ir, conv_tag=conv_tag),
+                lower(ir, conv_tag=conv_tag, tuner=tuner),
                 [v.name for v in ir.inputs],
                 [v.shape for v in ir.heads],
                 threads=threads,
@@ -131,13 +138,23 @@ class DnnlBackend(byoc.Backend):
         ir = fresh_ir()
         tag = layout.blocked_tag() if conv_layout != "native" else None
         choice = layout.plan(conv_layout, layout.count_layout_ops(ir), tag)
-        if choice is None and known is not None:
-            choice = known
+        if known is not None and (choice is None or choice.layout == known.layout):
+            choice = known  # an option naming another layout overrides it
+
+        def tuner() -> Tuner | None:
+            if not tune:
+                return None
+            if choice is known and known is not None:
+                return Tuner(dict(known.impls), replay=True)
+            return Tuner()
+
         if choice is not None:
-            self._program = program(ir, tag if choice.layout == "blocked" else None)
+            t = tuner()
+            self._program = program(ir, tag if choice.layout == "blocked" else None, t)
         else:
             # Lowering may rewrite the IR (refused fusions): one IR per program.
-            native, blocked = program(ir, None), program(fresh_ir(), tag)
+            tn, tb = tuner(), tuner()
+            native, blocked = program(ir, None, tn), program(fresh_ir(), tag, tb)
             feeds = layout.zero_inputs(ir)
             ms = layout.time_candidates(
                 {
@@ -146,8 +163,10 @@ class DnnlBackend(byoc.Backend):
                 }
             )
             pick = min(ms, key=lambda k: ms[k])
-            self._program = native if pick == "native" else blocked
+            self._program, t = (native, tn) if pick == "native" else (blocked, tb)
             choice = layout.Choice(pick, "timed at init", ms)
+        if choice is not known:
+            choice.impls = dict(t.decisions) if t is not None else {}
         self.layout_choice = choice
 
     # -- prebuilt engines -----------------------------------------------------------
@@ -169,6 +188,7 @@ class DnnlBackend(byoc.Backend):
             "layout": c.layout,
             "reason": c.reason,
             "timings_ms": c.timings_ms,
+            "impls": c.impls,
         }
         text = json.dumps(body, sort_keys=True)
         digest = hashlib.sha256(text.encode()).hexdigest()
@@ -202,11 +222,17 @@ class DnnlBackend(byoc.Backend):
             raise ValueError(f"its layout was chosen for another setup: {diff}")
         if body.get("layout") not in ("native", "blocked"):
             raise ValueError(f"dnnl engine blob layout {body.get('layout')!r}")
+        impls = body.get("impls")
+        if not isinstance(impls, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in impls.items()
+        ):
+            raise ValueError("dnnl engine blob impls is not a map of names")
         known = layout.Choice(
             body["layout"],
             str(body.get("reason")),
             dict(body.get("timings_ms") or {}),
             prebuilt=True,
+            impls=impls,
         )
         self._build(consts, known)
 

@@ -303,6 +303,20 @@ class PrimitiveDesc:
     def __del__(self) -> None:
         _destroy(self, "primitive_desc_destroy")
 
+    def clone(self) -> PrimitiveDesc:
+        """An independent copy at the current implementation."""
+        h = ctypes.c_void_p()
+        self._lib.primitive_desc_clone(ctypes.byref(h), self.h)
+        return PrimitiveDesc(h, self.kind)
+
+    def next_impl(self) -> bool:
+        """Move to oneDNN's next implementation of the same problem; False at
+        the end of the list (the pd then stays at its last implementation)."""
+        status = self._lib.primitive_desc_next_impl(self.h)
+        if status not in (0, 4):  # success, last_impl_reached
+            _lib.check(status, self._lib.primitive_desc_next_impl, (self.h,))
+        return status == 0
+
     def md(self, query: int, index: int = 0) -> MemoryDesc:
         """An owned copy of a memory desc the pd reports (src_md, dst_md ...)."""
         raw = self._lib.primitive_desc_query_md(self.h, query, index)

@@ -49,6 +49,9 @@ class Choice:
     timings_ms: dict[str, float] = field(default_factory=dict)
     prebuilt: bool = False
     """True when the choice came with an imported engine instead of this init."""
+    impls: dict[str, str] = field(default_factory=dict)
+    """The implementation picked per problem (:mod:`byoc_dnnl.tune`), where
+    timing overrode or confirmed oneDNN's first pick."""
 
 
 @cache
@@ -136,4 +139,6 @@ def time_candidates(
 
 def zero_inputs(ir: IR) -> dict[str, np.ndarray]:
     """Zero arrays for every subgraph input (timing needs shapes, not values)."""
-    return {v.name: np.zeros(v.shape, np.float32) for v in ir.inputs}
+    # np.full writes every page; np.zeros may map the shared zero page, which
+    # reads faster than real inputs (see byoc_dnnl.tune.touched_zeros).
+    return {v.name: np.full(v.shape, 0.0, np.float32) for v in ir.inputs}

@@ -42,6 +42,7 @@ from .handles import (
     exec_args,
 )
 from .ir import IR, Decline, Op, Value
+from .tune import Tuner, not_ref
 
 CONST, INPUT, OUTPUT, INTERNAL = "const", "input", "output", "internal"
 NEVER = 1 << 30  # "last use" of values that must survive the whole run
@@ -227,12 +228,19 @@ class Builder:
     """Collects buffers, slots and steps while ops are lowered in order."""
 
     def __init__(
-        self, ir: IR, *, dry: bool = False, conv_tag: int | None = None
+        self,
+        ir: IR,
+        *,
+        dry: bool = False,
+        conv_tag: int | None = None,
+        tuner: Tuner | None = None,
     ) -> None:
         self.ir = ir
         self.dry = dry
         self.conv_tag = conv_tag
         """A blocked ``dnnl_format_tag_t`` for 2-D convolutions (None: "any")."""
+        self.tuner = tuner
+        """Picks among oneDNN's implementations (None: always oneDNN's first)."""
         self.lib = _lib.lib()
         self.buffers: list[Buffer] = []
         self.slots: list[Slot] = []
@@ -413,6 +421,19 @@ class Builder:
             return pd, slots
         return make([self.md(s) for s in dense]), dense
 
+    def tuned(
+        self,
+        pd: PrimitiveDesc,
+        remake: Callable[[], PrimitiveDesc],
+        arg_ids: Sequence[int],
+        detail: object = None,
+        accept: Callable[[str], bool] = not_ref,
+    ) -> PrimitiveDesc:
+        """``pd`` or a faster implementation of its problem (:mod:`byoc_dnnl.tune`)."""
+        if self.tuner is None or self.dry:
+            return pd
+        return self.tuner.pick(pd, remake, arg_ids, detail, accept)
+
     def hint(self, v: Value) -> MemoryDesc | None:
         """The plain layout downstream kernels want for ``v`` (see plan_layouts)."""
         order = self.hints.get(v.id)
@@ -570,11 +591,17 @@ def plan_layouts(b: Builder, ir: IR) -> None:
                     b.hints.setdefault(v.id, order)
 
 
-def lower(ir: IR, *, dry: bool = False, conv_tag: int | None = None) -> Builder:
+def lower(
+    ir: IR,
+    *,
+    dry: bool = False,
+    conv_tag: int | None = None,
+    tuner: Tuner | None = None,
+) -> Builder:
     """Lower every op of ``ir`` (fused groups at their last member) and the heads."""
     from .ops import OPS
 
-    b = Builder(ir, dry=dry, conv_tag=conv_tag)
+    b = Builder(ir, dry=dry, conv_tag=conv_tag, tuner=tuner)
     if not dry:
         plan_layouts(b, ir)
     for v in ir.inputs:

@@ -163,6 +163,11 @@ def _kernels(mod: byoc.Module) -> list[tuple[str, str]]:
     return [(label, impl) for label, impl, _ in engine_steps(mod)]
 
 
+# Tests of which kernels the lowering reaches pin oneDNN's first pick: timing
+# (byoc_dnnl.tune) may swap jit_1x1 for jit on these small shapes.
+_BLOCKED_UNTUNED = {"conv_layout": "blocked", "tune": False}
+
+
 def _needs_blocked() -> None:
     if layout.blocked_tag() is None:
         pytest.skip("this CPU has no jit kernels on a blocked layout")
@@ -170,7 +175,7 @@ def _needs_blocked() -> None:
 
 def test_linear_chain_runs_as_blocked_1x1_convolutions() -> None:
     _needs_blocked()
-    mod = check_model(_mlp(), options={"conv_layout": "blocked"})
+    mod = check_model(_mlp(), options=_BLOCKED_UNTUNED)
     steps = _kernels(mod)
     gemms = [impl for label, impl in steps if label.startswith("Gemm")]
     assert len(gemms) == 3 and all(i.startswith("jit_1x1") for i in gemms), steps
@@ -193,7 +198,7 @@ def test_matmul_chain_stays_blocked(x_shape: tuple[int, ...]) -> None:
     ]
     inits = {"w0": _w(32, 64), "w1": _w(64, 48), "b1": _w(48), "w2": _w(48, 16)}
     model = graph_model(nodes, {"x": x_shape}, ["y"], inits)
-    steps = _kernels(check_model(model, options={"conv_layout": "blocked"}))
+    steps = _kernels(check_model(model, options=_BLOCKED_UNTUNED))
     assert [impl[:7] for label, impl in steps if label.startswith("MatMul")] == [
         "jit_1x1"
     ] * 3, steps
@@ -229,7 +234,7 @@ def test_blocked_rows_feed_a_layer_with_a_binary_post_op() -> None:
     ]
     inits = {"w0": _w(64, 32), "b0": _w(64), "w1": _w(32, 64), "b1": _w(32)}
     model = graph_model(nodes, {"x": (48, 32)}, ["y"], inits)
-    steps = _kernels(check_model(model, options={"conv_layout": "blocked"}))
+    steps = _kernels(check_model(model, options=_BLOCKED_UNTUNED))
     impls = dict(steps)
     assert impls["Gemm_0"].startswith("jit_1x1") and not impls["Gemm_2"].startswith(
         "jit_1x1"

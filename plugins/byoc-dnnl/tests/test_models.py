@@ -59,7 +59,7 @@ def test_resnet50_is_fused_and_keeps_its_layout(conv_layout: str) -> None:
         MODELS["resnet50"](),
         backends=["dnnl", "ref"],
         quiet=True,
-        options={"dnnl": {"conv_layout": conv_layout}},
+        options={"dnnl": {"conv_layout": conv_layout, "tune": False}},
     )
     steps = engine_steps(mod)
     convs = [s for s in steps if s[0].startswith("conv")]
@@ -85,7 +85,7 @@ def test_bert_layer_reorders(conv_layout: str) -> None:
         MODELS["bert_layer"](),
         backends=["dnnl", "ref"],
         quiet=True,
-        options={"dnnl": {"conv_layout": conv_layout}},
+        options={"dnnl": {"conv_layout": conv_layout, "tune": False}},
     )
     steps = engine_steps(mod)
     reorders = [s for s in steps if s[0] in ("reorder", "output 0")]

@@ -22,6 +22,7 @@ from .._lib import Arg, DnnlError, FormatKind, Query
 from ..handles import MemoryDesc, PrimitiveDesc, conv_pd
 from ..ir import Decline, Op
 from ..lowering import Builder, Epilogue, PostItem
+from ..tune import arg_ids
 from . import guard, need_f32, op, out_shape, shape_of
 from .eltwise import is_activation
 from .geometry import Window, forward_window, transposed_window
@@ -299,6 +300,10 @@ def _lower_window_op(
 
     hint = b.hint(ep.result or y) if sum_slot is None and not ep.has_dw else None
     pd = choose_pd(b, x.shape, hint, dst_md, make)
+    if not ep.has_dw:  # the fused depthwise kernel is a single implementation
+        src_md, out_md = pd.md(Query.src_md), pd.md(Query.dst_md)
+        ids = arg_ids(bias is not None, extra)
+        pd = b.tuned(pd, lambda: make(src_md, out_md), ids, (win.geometry, deconv))
     if ep.has_dw:
         result = ep.result or y
         if not pd.impl.startswith("jit") or pd.md(Query.dst_md).dims != result.shape:

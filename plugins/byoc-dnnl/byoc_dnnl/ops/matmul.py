@@ -26,6 +26,7 @@ from .._lib import Alg, Arg, DnnlError, PropKind, Query
 from ..handles import Attr, MemoryDesc, PrimitiveDesc, conv_pd
 from ..ir import Decline, Op, Value
 from ..lowering import INTERNAL, Builder, Epilogue, PostItem
+from ..tune import arg_ids
 from . import guard, need_f32, op, out_shape, shape_of
 
 
@@ -143,7 +144,7 @@ def _matmul(
     bias_md = b.md(bias_slot) if bias_slot is not None else None
     w_any = MemoryDesc.any(w_dims) if w_const else None
 
-    def make(mds: list[MemoryDesc]) -> PrimitiveDesc:
+    def make(mds: list[MemoryDesc], dst: MemoryDesc | None = None) -> PrimitiveDesc:
         wmd = w_any if w_any is not None else mds[1]
         return b.pd(
             "matmul",
@@ -151,7 +152,7 @@ def _matmul(
             mds[0].h,
             wmd.h,
             bias_md.h if bias_md is not None else None,
-            dst_md.h,
+            (dst or dst_md).h,
             attr.h,
         )
 
@@ -185,6 +186,9 @@ def _matmul(
             dst_md = default_dst
     if pd is None:
         pd, (a_slot, w_slot) = b.best_pd([a_slot, w_slot], make)
+    fixed = [pd.md(Query.src_md), b.md(w_slot), pd.md(Query.dst_md)]
+    ids = arg_ids(bias_slot is not None, extra)
+    pd = b.tuned(pd, lambda: make(fixed[:2], fixed[2]), ids)
     args = [
         (Arg.src, a_slot),
         (Arg.weights, b.convert(w_slot, pd.md(Query.weights_md))),
@@ -237,6 +241,21 @@ def _inner_product(
         return False
     if not pd.impl.startswith("brgemm"):
         return False
+    src_md, dst_md = pd.md(Query.src_md), pd.md(Query.dst_md)
+
+    def remake() -> PrimitiveDesc:
+        return b.pd(
+            "inner_product",
+            "inner_product_forward_primitive_desc_create",
+            PropKind.forward_inference,
+            src_md.h,
+            w_any.h,
+            bias_md.h if bias_md is not None else None,
+            dst_md.h,
+            attr.h,  # type: ignore[attr-defined]
+        )
+
+    pd = b.tuned(pd, remake, arg_ids(bias_slot is not None, extra))
     # Inner product wants (N, K) weights: a transposed view, packed once below.
     w_nk = b.new_slot(b.slots[w_slot].buffer, MemoryDesc.strided((n, k), (sn, sk)))
     args = [
@@ -252,6 +271,8 @@ def _inner_product(
     return True
 
 
+_ONE_BY_ONE = ((1, 1), (0, 0), (0, 0), (0, 0))
+"""Strides, dilations and pads of a 1x1 convolution."""
 CONV_MIN_ROWS = 32
 """Fewer rows: the inner product wins (with 1, 4 and 16 rows it ran 2-60 % faster)."""
 
@@ -305,14 +326,7 @@ def linear_as_conv(
     bias_md = MemoryDesc.plain((n,)) if bias_slot is not None else None
     try:
         image = rows_as_image(b.md(a_slot))
-        pd = conv_pd(
-            src_md,
-            w_any,
-            bias_md,
-            dst_md,
-            ((1, 1), (0, 0), (0, 0), (0, 0)),
-            attr,
-        )
+        pd = conv_pd(src_md, w_any, bias_md, dst_md, _ONE_BY_ONE, attr)
         out_md = pd.md(Query.dst_md)
         result = ep.result or node.out
         rows = image_as_rows(out_md)
@@ -322,6 +336,13 @@ def linear_as_conv(
         return False
     if not pd.impl.startswith("jit"):
         return False
+    pd = b.tuned(
+        pd,
+        lambda: conv_pd(src_md, w_any, bias_md, dst_md, _ONE_BY_ONE, attr),
+        arg_ids(bias_slot is not None, []),
+        _ONE_BY_ONE,
+        accept=lambda name: name.startswith("jit"),
+    )
     sk, sn = b.md(w_slot).strides
     w_image = MemoryDesc.strided((n, k, 1, 1), (sn, sk, 1, 1))
     args = [

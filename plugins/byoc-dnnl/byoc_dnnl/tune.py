@@ -1,0 +1,216 @@
+"""Which oneDNN implementation each convolution and GEMM runs, chosen at init.
+
+Where it sits: lowering creates a primitive descriptor, whose first
+implementation is oneDNN's own pick; :meth:`Tuner.pick` may swap it for
+another implementation of the same problem before the weights are packed.
+
+oneDNN lists implementations best-first by heuristics, and on this repo's
+AVX2 bench machine they are not always right: on channels-last data it puts
+the brgemm 1x1 and brdgmm depthwise convolutions first, yet the jit 1x1 and
+jit depthwise kernels listed after them are faster on most of ResNet-50's
+and MobileNetV2's layers; with the timed picks both models ran 3-10 %
+faster channels-last (see the dnnl README). So ``init`` times the
+candidates on zero buffers, in alternating rounds, and keeps oneDNN's pick
+unless another is clearly faster.
+
+Only the implementation changes: every candidate is built on the layouts the
+first pick chose for source and destination (weights are packed for the
+winner), so layout planning and the rest of the program do not move.
+Decisions are keyed by the problem, so repeated layers are timed once, and
+they travel in the exported engine, so an imported engine replays them
+without timing.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _lib
+from ._lib import Arg, DnnlError, Query
+from .handles import Memory, PrimitiveDesc, Stream, exec_args
+
+MARGIN = 0.97
+"""Another implementation must take under this share of the first pick's time."""
+ROUNDS = 5
+PROBE_DROP = 1.5
+"""Candidates whose first timed execution is this much slower than the best stop."""
+DROP = 1.15
+"""After two rounds, candidates this much slower than the best stop being timed."""
+ROUND_S = 5e-4
+"""Executions per round are repeated until a round takes about this long."""
+
+
+def not_ref(impl: str) -> bool:
+    """The default filter: oneDNN's reference kernels are never the fast choice."""
+    return not impl.startswith("ref")
+
+
+def arg_ids(has_bias: bool, extra: Iterable[tuple[int, int]]) -> list[int]:
+    """The execution arguments of a convolution/GEMM step: src, weights, bias
+    (if any), dst and the post-ops' ``extra`` (arg, slot) pairs."""
+    bias = [Arg.bias] if has_bias else []
+    return [Arg.src, Arg.weights, *bias, Arg.dst, *(arg for arg, _ in extra)]
+
+
+def candidates(
+    pd: PrimitiveDesc, accept: Callable[[str], bool] = not_ref
+) -> dict[str, PrimitiveDesc]:
+    """Every accepted implementation of ``pd``'s problem, by name, in oneDNN's order.
+
+    Walks ``pd`` through its implementations (which moves it) and keeps a
+    clone at each one; the first accepted name is oneDNN's own choice.
+    """
+    out: dict[str, PrimitiveDesc] = {}
+    while True:
+        name = pd.impl
+        if accept(name) and name not in out:
+            out[name] = pd.clone()
+        if not pd.next_impl():
+            return out
+
+
+def touched_zeros(nbytes: int) -> np.ndarray:
+    """A 64-byte aligned zero buffer whose pages are really written.
+
+    ``np.zeros`` may hand out untouched pages that all map the kernel's one
+    zero page: reads from them always hit the cache, which makes
+    bandwidth-bound kernels look fast in timing.
+    """
+    raw = np.empty(nbytes + 64, np.uint8)
+    raw.fill(0)
+    off = (-raw.ctypes.data) % 64
+    return raw[off : off + nbytes]
+
+
+def _runner(pd: PrimitiveDesc, arg_ids: Iterable[int]) -> Callable[[], None]:
+    """One execution of ``pd``'s primitive on zero buffers (what timing needs)."""
+    lib = _lib.lib()
+    keep: list[object] = []
+    pairs = []
+    mds = []
+    for arg in arg_ids:
+        try:
+            md = pd.arg_md(arg)
+        except DnnlError:
+            continue
+        mds.append((arg, md))
+    if pd.scratchpad_bytes:
+        mds.append((Arg.scratchpad, pd.scratchpad_md()))
+    for arg, md in mds:
+        if md.nbytes == 0:
+            continue
+        buf = touched_zeros(md.nbytes)
+        mem = Memory(md, buf.ctypes.data)
+        keep += [buf, mem]
+        pairs.append((arg, mem.h))
+    prim = pd.create()
+    stream = Stream()
+    args = exec_args(pairs)
+    n = len(pairs)
+    keep += [prim, stream]
+
+    def run() -> None:
+        lib.primitive_execute(prim.h, stream.h, n, args)
+        lib.stream_wait(stream.h)
+
+    run.keep = keep  # type: ignore[attr-defined]
+    return run
+
+
+def time_runs(runs: Mapping[str, Callable[[], None]]) -> dict[str, float]:
+    """Median seconds per execution of each candidate, timed in alternating rounds.
+
+    One cold execution each, then one timed probe: candidates over
+    :data:`PROBE_DROP` times the best probe stop there (the older-ISA and
+    reference-like kernels, most of the list). The rest run :data:`ROUNDS`
+    rounds, and after two rounds those over :data:`DROP` times the best stop.
+    """
+    for run in runs.values():
+        run()
+    samples: dict[str, list[float]] = {}
+    for name, run in runs.items():
+        t = time.perf_counter()
+        run()
+        samples[name] = [time.perf_counter() - t]
+    best = min(s[0] for s in samples.values())
+    live = [n for n in runs if samples[n][0] <= PROBE_DROP * best]
+    reps = {
+        n: max(1, min(50, math.ceil(ROUND_S / max(samples[n][0], 1e-7)))) for n in live
+    }
+    for name in live:
+        samples[name] = []
+    for r in range(ROUNDS):
+        for name in live if r % 2 == 0 else reversed(live):
+            run, k = runs[name], reps[name]
+            t = time.perf_counter()
+            for _ in range(k):
+                run()
+            samples[name].append((time.perf_counter() - t) / k)
+        if r == 1:
+            best = min(statistics.median(samples[n]) for n in live)
+            live = [n for n in live if statistics.median(samples[n]) <= DROP * best]
+    return {name: statistics.median(s) for name, s in samples.items()}
+
+
+@dataclass
+class Tuner:
+    """Per-program implementation choices: timed (``decisions`` empty at the
+    start) or replayed from an imported engine (``replay``).
+
+    ``timings`` keeps what was measured (ms per candidate, per problem).
+    """
+
+    decisions: dict[str, str] = field(default_factory=dict)
+    replay: bool = False
+    timings: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def pick(
+        self,
+        pd: PrimitiveDesc,
+        remake: Callable[[], PrimitiveDesc],
+        arg_ids: Sequence[int],
+        detail: object = None,
+        accept: Callable[[str], bool] = not_ref,
+    ) -> PrimitiveDesc:
+        """The implementation of ``pd``'s problem to build.
+
+        ``remake`` creates the pd again on ``pd``'s own source and destination
+        layouts (so every candidate reads and writes them), ``arg_ids`` are the
+        execution arguments besides the scratchpad, ``detail`` whatever the
+        descs do not show (a convolution's geometry), ``accept`` filters names.
+        """
+        key = problem_key(pd, arg_ids, detail)
+        name = self.decisions.get(key)
+        if self.replay and name in (None, pd.impl):
+            return pd  # oneDNN's pick: chosen before, or nothing was to choose
+        found = candidates(remake(), accept)
+        if name is not None:
+            return found.get(name, pd)
+        if len(found) < 2:
+            return pd
+        first = next(iter(found))
+        # Looked up per call, so a test can patch the module's time_runs.
+        secs = time_runs({n: _runner(p, arg_ids) for n, p in found.items()})
+        self.timings[key] = {n: s * 1e3 for n, s in secs.items()}
+        best = min(secs, key=lambda n: secs[n])
+        if secs[best] >= MARGIN * secs[first]:
+            best = first
+        self.decisions[key] = best
+        return found[best]
+
+
+def problem_key(pd: PrimitiveDesc, arg_ids: Sequence[int], detail: object) -> str:
+    """A stable text naming the problem ``pd`` solves, for decisions that are
+    reused across layers and processes (so only layouts and dims, no handles)."""
+    mds = [
+        repr(pd.md(q)) if q != Query.weights_md else str(pd.md(q).dims)
+        for q in (Query.src_md, Query.weights_md, Query.dst_md)
+    ]
+    post = list(pd.post_ops)
+    return f"{pd.kind} {' '.join(mds)} args={list(arg_ids)} post={post} {detail}"

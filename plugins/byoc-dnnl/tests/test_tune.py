@@ -1,0 +1,206 @@
+"""Timing oneDNN's implementations at init (byoc_dnnl.tune)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import pytest
+from onnx import helper
+
+import byoc
+from byoc_dnnl import tune
+from byoc_dnnl._lib import Query
+from byoc_dnnl.handles import MemoryDesc, conv_pd
+
+from .helpers import check_model, engine_steps, graph_model
+
+R = np.random.default_rng(5)
+Timer = Callable[[Mapping[str, Callable[[], None]]], dict[str, float]]
+
+
+def _w(*shape: int) -> np.ndarray:
+    return (R.standard_normal(shape) * 0.2).astype(np.float32)
+
+
+def _bottlenecks(blocks: int = 2, c: int = 32, mid: int = 64) -> Any:
+    """ResNet bottlenecks (1x1 -> 3x3 -> 1x1 + residual), identical shapes, so
+    every block repeats the first block's problems."""
+    nodes, inits, x = [], {}, "x"
+    for i in range(blocks):
+        nodes += [
+            helper.make_node("Conv", [x, f"a{i}", f"ab{i}"], [f"p{i}"]),
+            helper.make_node("Relu", [f"p{i}"], [f"pr{i}"]),
+            helper.make_node("Conv", [f"pr{i}", f"b{i}"], [f"q{i}"], pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", [f"q{i}"], [f"qr{i}"]),
+            helper.make_node("Conv", [f"qr{i}", f"c{i}"], [f"r{i}"]),
+            helper.make_node("Add", [f"r{i}", x], [f"s{i}"]),
+            helper.make_node("Relu", [f"s{i}"], [f"o{i}"]),
+        ]
+        inits |= {
+            f"a{i}": _w(mid, c, 1, 1),
+            f"ab{i}": _w(mid),
+            f"b{i}": _w(mid, mid, 3, 3),
+            f"c{i}": _w(c, mid, 1, 1),
+        }
+        x = f"o{i}"
+    nodes.append(helper.make_node("Relu", [x], ["y"]))
+    return graph_model(nodes, {"x": (1, c, 14, 14)}, ["y"], inits)
+
+
+_NATIVE = {"conv_layout": "native", "threads": 1}
+
+
+def _choice(mod: byoc.Module) -> Any:
+    (rec,) = [r for r in mod.subgraphs if r.backend == "dnnl"]
+    return mod.get_function(rec.symbol).engine().layout_choice  # type: ignore[attr-defined]
+
+
+def _fake(pick: Callable[[list[str]], str], calls: list[list[str]]) -> Timer:
+    """A timer that makes ``pick(names)`` the fastest, by 2x, and logs its calls."""
+
+    def timer(runs: Mapping[str, Callable[[], None]]) -> dict[str, float]:
+        names = list(runs)
+        calls.append(names)
+        for run in runs.values():
+            run()  # every candidate really executes
+        return {n: 0.5 if n == pick(names) else 1.0 for n in names}
+
+    return timer
+
+
+def _impls(mod: byoc.Module) -> list[str]:
+    return [impl for _, impl, _ in engine_steps(mod)]
+
+
+def _channels_last_1x1() -> tuple[Any, MemoryDesc]:
+    src = MemoryDesc.strided((1, 64, 14, 14), (64 * 196, 1, 14 * 64, 64))
+    w, dst = MemoryDesc.any((64, 64, 1, 1)), MemoryDesc.any((1, 64, 14, 14))
+    return conv_pd(src, w, None, dst, ((1, 1), (0, 0), (0, 0), (0, 0))), src
+
+
+def _needs_choices() -> None:
+    """Skip where oneDNN has a single non-reference kernel for a channels-last
+    1x1 convolution (x86 with AVX2 has brgemm and jit ones): then no layer of
+    the test models has anything to choose from."""
+    if len(tune.candidates(_channels_last_1x1()[0])) < 2:
+        pytest.skip("oneDNN offers one implementation per problem on this CPU")
+
+
+def test_candidates_start_with_onednns_pick_and_skip_reference_kernels() -> None:
+    pd, src = _channels_last_1x1()
+    first = pd.impl
+    found = tune.candidates(pd)
+    assert list(found)[0] == first
+    assert not any(name.startswith("ref") for name in found), list(found)
+    for name, clone in found.items():
+        assert clone.impl == name
+        assert clone.md(Query.src_md).same(src)  # a fixed layout stays fixed
+    assert pd.impl.startswith("ref")  # the walk ends at the reference kernel
+
+
+def test_the_fastest_candidate_is_built_and_computes_correctly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _needs_choices()
+    calls: list[list[str]] = []
+    monkeypatch.setattr(tune, "time_runs", _fake(lambda names: names[-1], calls))
+    mod = check_model(_bottlenecks(), options=_NATIVE)  # vs onnxruntime and ref
+    assert calls
+    decisions = _choice(mod).impls
+    assert sorted(decisions.values()) == sorted(names[-1] for names in calls)
+    impls = _impls(mod)
+    assert all(pick in impls for pick in decisions.values()), (decisions, impls)
+    untuned = _impls(check_model(_bottlenecks(), options={**_NATIVE, "tune": False}))
+    assert impls != untuned  # the picks really replaced oneDNN's first choice
+
+
+def test_repeated_layers_are_timed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    _needs_choices()
+    calls: list[list[str]] = []
+    monkeypatch.setattr(tune, "time_runs", _fake(lambda names: names[0], calls))
+    mod = check_model(_bottlenecks(blocks=3), options=_NATIVE)
+    assert calls
+    convs = [s for s in engine_steps(mod) if s[0].startswith("Conv")]
+    assert len(convs) == 9
+    # Blocks 2 and 3 repeat block 2's problems (block 1 reads the subgraph
+    # input, whose layout differs): at most 6 distinct problems.
+    assert len(calls) == len(_choice(mod).impls) <= 6
+
+
+def test_a_pick_within_the_margin_keeps_onednns_choice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def timer(runs: Mapping[str, Callable[[], None]]) -> dict[str, float]:
+        first, *rest = runs
+        return {first: 1.0} | {n: tune.MARGIN + 0.01 for n in rest}
+
+    monkeypatch.setattr(tune, "time_runs", timer)
+    tuned = check_model(_bottlenecks(), options=_NATIVE)
+    untuned = check_model(_bottlenecks(), options={**_NATIVE, "tune": False})
+    assert _impls(tuned) == _impls(untuned)
+
+
+def test_tune_false_times_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    def timer(runs: Mapping[str, Callable[[], None]]) -> dict[str, float]:
+        raise AssertionError("timed with tune=False")
+
+    monkeypatch.setattr(tune, "time_runs", timer)
+    mod = check_model(_bottlenecks(), options={**_NATIVE, "tune": False})
+    assert _choice(mod).impls == {}
+
+
+def test_prebuilt_engine_replays_the_picks_without_timing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    _needs_choices()
+    calls: list[list[str]] = []
+    monkeypatch.setattr(tune, "time_runs", _fake(lambda names: names[-1], calls))
+    mod = byoc.compile(
+        _bottlenecks(), backends=["dnnl", "ref"], quiet=True, options={"dnnl": _NATIVE}
+    )
+    feeds = {"x": R.standard_normal((1, 32, 14, 14)).astype(np.float32)}
+    want = mod.run(feeds)
+    assert calls
+    path = mod.save(tmp_path / "m.byoc", engines=True)
+
+    def timer(runs: Mapping[str, Callable[[], None]]) -> dict[str, float]:
+        raise AssertionError("an imported engine timed again")
+
+    monkeypatch.setattr(tune, "time_runs", timer)
+    loaded = byoc.load(path, options={"dnnl": _NATIVE})
+    got = loaded.run(feeds)
+    assert sum(loaded.init_counts.values()) == 0
+    assert _choice(loaded).prebuilt and _choice(loaded).impls == _choice(mod).impls
+    assert _impls(loaded) == _impls(mod)
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k])
+
+
+def test_an_engine_blob_with_bad_impls_is_refused() -> None:
+    import hashlib
+    import json
+
+    from byoc_dnnl.backend import DnnlBackend
+
+    mod = check_model(_bottlenecks(blocks=1), options=_NATIVE)
+    (rec,) = mod.subgraphs
+    blob = mod.get_function(rec.symbol).engine().export_engine()  # type: ignore[attr-defined]
+    body = json.loads(blob)["body"]
+    body["impls"] = {"convolution": 3}
+    text = json.dumps(body, sort_keys=True)
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    bad = json.dumps({"sha256": digest, "body": body})
+    engine = DnnlBackend(rec.symbol, rec.graph, {"threads": 1})
+    with pytest.raises(ValueError, match="impls is not a map"):
+        engine.import_engine(bad.encode(), {})
+
+
+def test_a_bad_tune_option_is_a_clear_error() -> None:
+    model = graph_model([helper.make_node("Relu", ["x"], ["y"])], {"x": (2, 3)}, ["y"])
+    mod = byoc.compile(
+        model, backends=["dnnl", "ref"], quiet=True, options={"dnnl": {"tune": "yes"}}
+    )
+    with pytest.raises(byoc.ByocError, match="tune='yes'; use True or False"):
+        mod.run({"x": np.ones((2, 3), np.float32)})
