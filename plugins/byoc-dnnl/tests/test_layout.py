@@ -186,6 +186,29 @@ def test_linear_chain_runs_as_blocked_1x1_convolutions() -> None:
     ], steps
 
 
+def test_linear_chain_runs_as_channels_last_1x1_convolutions() -> None:
+    # Plain rows are a channels-last image: no reorder anywhere.
+    mod = check_model(_mlp(), options={"conv_layout": "native", "tune": False})
+    steps = _kernels(mod)
+    assert [impl[:7] for _, impl in steps] == ["jit_1x1"] * 3, steps
+
+
+def test_a_residual_on_channels_last_rows_is_a_sum_post_op() -> None:
+    # r0 dies at the Add, after both Gemms: the second one accumulates into it.
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r0"]),
+        helper.make_node("Gemm", ["r0", "w0", "b0"], ["g0"], transB=1),
+        helper.make_node("Relu", ["g0"], ["r1"]),
+        helper.make_node("Gemm", ["r1", "w1", "b1"], ["g1"], transB=1),
+        helper.make_node("Add", ["g1", "r0"], ["y"]),
+    ]
+    inits = {"w0": _w(64, 32), "b0": _w(64), "w1": _w(32, 64), "b1": _w(32)}
+    model = graph_model(nodes, {"x": (48, 32)}, ["y"], inits)
+    mod = check_model(model, options={"conv_layout": "native", "tune": False})
+    steps = [(impl[:7], post) for label, impl, post in engine_steps(mod)]
+    assert steps[1:] == [("jit_1x1", ("eltwise",)), ("jit_1x1", ("sum",))], steps
+
+
 @pytest.mark.parametrize("x_shape", [(2, 40, 32), (80, 32)])
 def test_matmul_chain_stays_blocked(x_shape: tuple[int, ...]) -> None:
     _needs_blocked()
@@ -220,6 +243,13 @@ def test_linear_layers_that_stay_inner_products(
     model = graph_model(nodes, {"x": (rows, k)}, ["y"], {"w": _w(n, k), "b": _w(n)})
     steps = _kernels(check_model(model, options={"conv_layout": "blocked"}))
     assert not any(impl.startswith("jit_1x1") for _, impl in steps), (case, steps)
+
+
+def test_few_channels_last_rows_stay_an_inner_product() -> None:
+    nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1)]
+    model = graph_model(nodes, {"x": (4, 32)}, ["y"], {"w": _w(32, 32), "b": _w(32)})
+    steps = _kernels(check_model(model, options={"conv_layout": "native"}))
+    assert not any(impl.startswith("jit") for _, impl in steps), steps
 
 
 def test_blocked_rows_feed_a_layer_with_a_binary_post_op() -> None:

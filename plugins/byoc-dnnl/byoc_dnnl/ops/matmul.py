@@ -26,7 +26,7 @@ from .._lib import Alg, Arg, DnnlError, PropKind, Query
 from ..handles import Attr, MemoryDesc, PrimitiveDesc, conv_pd
 from ..ir import Decline, Op, Value
 from ..lowering import INTERNAL, Builder, Epilogue, PostItem
-from ..tune import arg_ids
+from ..tune import arg_ids, candidates
 from . import guard, need_f32, op, out_shape, shape_of
 
 
@@ -160,10 +160,8 @@ def _matmul(
     if hint is not None and hint.dims != tuple(dst_dims):
         hint = None
     if hint is None and w_const and len(dst_dims) == 2:
-        if (
-            sum_slot is None
-            and not extra
-            and linear_as_conv(b, node, ep, a_slot, w_slot, bias_slot, attr)
+        if not extra and linear_as_conv(
+            b, node, ep, (a_slot, w_slot, bias_slot, sum_slot), attr
         ):
             return
         if _inner_product(
@@ -271,6 +269,11 @@ def _inner_product(
     return True
 
 
+def _jit(impl: str) -> bool:
+    """oneDNN's jit convolutions (on channels-last data it lists brgemm first)."""
+    return impl.startswith("jit")
+
+
 _ONE_BY_ONE = ((1, 1), (0, 0), (0, 0), (0, 0))
 """Strides, dilations and pads of a 1x1 convolution."""
 CONV_MIN_ROWS = 32
@@ -297,63 +300,78 @@ def linear_as_conv(
     b: Builder,
     node: Op,
     ep: Epilogue,
-    a_slot: int,
-    w_slot: int,
-    bias_slot: int | None,
+    slots: tuple[int, int, int | None, int | None],
     attr: Attr,
 ) -> bool:
-    """``a @ w`` as a 1x1 convolution on the subgraph's channel-blocked layout.
+    """``a @ w`` as a jit 1x1 convolution; ``slots`` are a, w, bias and the
+    sum post-op's in-place destination (or None).
 
-    Only where the subgraph runs blocked (``b.conv_tag``): oneDNN 3.2's jit
-    1x1 kernels there ran 0-16 % faster than the brgemm inner product on the
-    bench's layer shapes at 2 threads, and consecutive Linear layers then
-    pass blocked activations along without reorders. The result value lives
-    in a (rows, N) view of the blocked image; consumers that need plain rows
-    get one reorder. Returns False (and adds nothing) when the channels would
-    need padding, there are fewer than :data:`CONV_MIN_ROWS` rows or oneDNN
-    has no jit kernel.
+    On this repo's AVX2 bench machine oneDNN 3.2's jit 1x1 kernel ran 14-24 %
+    faster than the brgemm inner product on the bench's Linear shapes with 32
+    or more rows, at 1 and 2 threads, and 36-130 % slower with 1-4 rows (see
+    the dnnl README).
+
+    * Native program: plain (rows, C) rows already are a channels-last
+      (1, C, 1, rows) image, so the convolution reads and writes them in
+      place, sum post-op (residual) included.
+    * Blocked program (``b.conv_tag``): consecutive Linear layers pass
+      channel-blocked activations along without reorders; the result value
+      lives in a (rows, N) view of the blocked image, and consumers that need
+      plain rows get one reorder. A residual is plain rows, so no sum post-op.
+
+    Returns False (and adds nothing) with fewer than :data:`CONV_MIN_ROWS`
+    rows, channels that a blocked layout would pad, or no jit kernel.
     """
+    a_slot, w_slot, bias_slot, sum_slot = slots
     tag = b.conv_tag
     k, n = b.md(w_slot).dims
     m = b.md(a_slot).dims[0]
-    if tag is None or m < CONV_MIN_ROWS:
+    if m < CONV_MIN_ROWS or (tag is not None and sum_slot is not None):
         return False
-    src_md = MemoryDesc.with_tag((1, k, 1, m), tag)
-    dst_md = MemoryDesc.with_tag((1, n, 1, m), tag)
-    if src_md.nbytes != 4 * m * k or dst_md.nbytes != 4 * m * n:
-        return False  # channels not a multiple of the block
+    if tag is None:
+        src_md = rows_as_image(MemoryDesc.plain((m, k)))
+        dst_md = rows_as_image(MemoryDesc.plain((m, n)))
+    else:
+        src_md = MemoryDesc.with_tag((1, k, 1, m), tag)
+        dst_md = MemoryDesc.with_tag((1, n, 1, m), tag)
+        if src_md.nbytes != 4 * m * k or dst_md.nbytes != 4 * m * n:
+            return False  # channels not a multiple of the block
     w_any = MemoryDesc.any((n, k, 1, 1))
     bias_md = MemoryDesc.plain((n,)) if bias_slot is not None else None
+    result = ep.result or node.out
     try:
         image = rows_as_image(b.md(a_slot))
-        pd = conv_pd(src_md, w_any, bias_md, dst_md, _ONE_BY_ONE, attr)
-        out_md = pd.md(Query.dst_md)
-        result = ep.result or node.out
-        rows = image_as_rows(out_md)
+        found = candidates(
+            conv_pd(src_md, w_any, bias_md, dst_md, _ONE_BY_ONE, attr), _jit
+        )
+        rows = image_as_rows(dst_md)
         if rows.dims != result.shape:
             rows = rows.reshape(result.shape)
     except DnnlError:
         return False
-    if not pd.impl.startswith("jit"):
+    if not found:
         return False
     pd = b.tuned(
-        pd,
+        next(iter(found.values())),
         lambda: conv_pd(src_md, w_any, bias_md, dst_md, _ONE_BY_ONE, attr),
         arg_ids(bias_slot is not None, []),
         _ONE_BY_ONE,
-        accept=lambda name: name.startswith("jit"),
+        accept=_jit,
     )
     sk, sn = b.md(w_slot).strides
     w_image = MemoryDesc.strided((n, k, 1, 1), (sn, sk, 1, 1))
     args = [
-        (Arg.src, b.convert(b.alias(a_slot, image), pd.md(Query.src_md))),
+        (Arg.src, b.convert(b.alias(a_slot, image), src_md)),
         (Arg.weights, b.convert(b.alias(w_slot, w_image), pd.md(Query.weights_md))),
     ]
     if bias_slot is not None:
         args.append((Arg.bias, b.view(bias_slot, (n,))))
-    out = b.new_slot(b.buffer(INTERNAL, out_md.nbytes), out_md)
+    if tag is None:
+        out = b.alias(b.produce(result, MemoryDesc.plain((m, n)), sum_slot), dst_md)
+    else:
+        out = b.new_slot(b.buffer(INTERNAL, dst_md.nbytes), dst_md)
+        b.bind(result, b.alias(out, rows))
     args.append((Arg.dst, out))
-    b.bind(result, b.alias(out, rows))
     b.add_step(pd, args, node.label)
     return True
 
