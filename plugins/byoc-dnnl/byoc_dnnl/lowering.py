@@ -123,11 +123,17 @@ class Epilogue:
         return s
 
     def build(
-        self, b: Builder, dst_dims: Sequence[int], prefix: Sequence[PostItem] = ()
+        self,
+        b: Builder,
+        dst_dims: Sequence[int],
+        prefix: Sequence[PostItem] = (),
+        view: Callable[[int], int] | None = None,
     ) -> tuple[Attr, list[tuple[int, int]]]:
         """The attr and extra exec args for a primitive whose dst has ``dst_dims``.
 
-        ``prefix`` are post-ops the host itself needs first (e.g. Gemm's alpha).
+        ``prefix`` are post-ops the host itself needs first (e.g. Gemm's alpha);
+        ``view`` maps each binary operand's slot to the one the primitive reads
+        (a Linear layer run as a convolution sees rows as an image).
         """
         post: list[PostOp] = []
         args: list[tuple[int, int]] = []
@@ -139,6 +145,8 @@ class Epilogue:
                 else:
                     assert item.operand is not None
                     s = _operand_slot(b, item.operand, item.shape, dst_dims)
+                if view is not None:
+                    s = view(s)
                 args.append((Arg.post_op(len(post)) | Arg.src_1, s))
                 post.append(PostOp("binary", item.alg, md=b.md(s)))
             elif item.kind == "sum":

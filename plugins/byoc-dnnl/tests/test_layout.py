@@ -209,6 +209,22 @@ def test_a_residual_on_channels_last_rows_is_a_sum_post_op() -> None:
     assert steps[1:] == [("jit_1x1", ("eltwise",)), ("jit_1x1", ("sum",))], steps
 
 
+# A per-row operand (48, 1) broadcasts over the image's channels: no jit 1x1
+# kernel takes that, so only correctness is checked there.
+@pytest.mark.parametrize("z_shape", [(48, 16), (1, 16), (48, 1)])
+def test_binary_operands_on_channels_last_rows(z_shape: tuple[int, ...]) -> None:
+    nodes = [
+        helper.make_node("Gemm", ["x", "w", "b"], ["g"], transB=1),
+        helper.make_node("Mul", ["g", "z"], ["y"]),
+    ]
+    inits = {"w": _w(16, 32), "b": _w(16)}
+    model = graph_model(nodes, {"x": (48, 32), "z": z_shape}, ["y"], inits)
+    mod = check_model(model, options={"conv_layout": "native", "tune": False})
+    steps = [(impl[:7], post) for _, impl, post in engine_steps(mod)]
+    if z_shape[-1] != 1:
+        assert steps == [("jit_1x1", ("binary",))], steps
+
+
 @pytest.mark.parametrize("x_shape", [(2, 40, 32), (80, 32)])
 def test_matmul_chain_stays_blocked(x_shape: tuple[int, ...]) -> None:
     _needs_blocked()

@@ -17,6 +17,7 @@ A MatMul whose weights are a plain matrix runs on flattened rows
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -160,8 +161,13 @@ def _matmul(
     if hint is not None and hint.dims != tuple(dst_dims):
         hint = None
     if hint is None and w_const and len(dst_dims) == 2:
-        if not extra and linear_as_conv(
-            b, node, ep, (a_slot, w_slot, bias_slot, sum_slot), attr
+        if linear_as_conv(
+            b,
+            node,
+            ep,
+            (a_slot, w_slot, bias_slot, sum_slot),
+            (attr, extra),
+            lambda view: ep.build(b, dst_dims, prefix, view),
         ):
             return
         if _inner_product(
@@ -301,10 +307,13 @@ def linear_as_conv(
     node: Op,
     ep: Epilogue,
     slots: tuple[int, int, int | None, int | None],
-    attr: Attr,
+    post: tuple[Attr, list[tuple[int, int]]],
+    build: Callable[[Callable[[int], int]], tuple[Attr, list[tuple[int, int]]]],
 ) -> bool:
     """``a @ w`` as a jit 1x1 convolution; ``slots`` are a, w, bias and the
-    sum post-op's in-place destination (or None).
+    sum post-op's in-place destination (or None), ``post`` the epilogue's
+    attr and extra args for a 2-D destination, ``build`` makes them again
+    with each binary operand slot passed through a view function.
 
     On this repo's AVX2 bench machine oneDNN 3.2's jit 1x1 kernel ran 14-24 %
     faster than the brgemm inner product on the bench's Linear shapes with 32
@@ -313,20 +322,23 @@ def linear_as_conv(
 
     * Native program: plain (rows, C) rows already are a channels-last
       (1, C, 1, rows) image, so the convolution reads and writes them in
-      place, sum post-op (residual) included.
+      place, sum post-op (residual) included; binary post-op operands are
+      seen as images the same way.
     * Blocked program (``b.conv_tag``): consecutive Linear layers pass
       channel-blocked activations along without reorders; the result value
       lives in a (rows, N) view of the blocked image, and consumers that need
-      plain rows get one reorder. A residual is plain rows, so no sum post-op.
+      plain rows get one reorder. A residual is plain rows, so no sum or
+      binary post-op.
 
     Returns False (and adds nothing) with fewer than :data:`CONV_MIN_ROWS`
     rows, channels that a blocked layout would pad, or no jit kernel.
     """
     a_slot, w_slot, bias_slot, sum_slot = slots
+    attr, extra = post
     tag = b.conv_tag
     k, n = b.md(w_slot).dims
     m = b.md(a_slot).dims[0]
-    if m < CONV_MIN_ROWS or (tag is not None and sum_slot is not None):
+    if m < CONV_MIN_ROWS or (tag is not None and (sum_slot is not None or extra)):
         return False
     if tag is None:
         src_md = rows_as_image(MemoryDesc.plain((m, k)))
@@ -340,6 +352,8 @@ def linear_as_conv(
     bias_md = MemoryDesc.plain((n,)) if bias_slot is not None else None
     result = ep.result or node.out
     try:
+        if extra:
+            attr, extra = build(lambda s: b.alias(s, rows_as_image(b.md(s))))
         image = rows_as_image(b.md(a_slot))
         found = candidates(
             conv_pd(src_md, w_any, bias_md, dst_md, _ONE_BY_ONE, attr), _jit
@@ -354,7 +368,7 @@ def linear_as_conv(
     pd = b.tuned(
         next(iter(found.values())),
         lambda: conv_pd(src_md, w_any, bias_md, dst_md, _ONE_BY_ONE, attr),
-        arg_ids(bias_slot is not None, []),
+        arg_ids(bias_slot is not None, extra),
         _ONE_BY_ONE,
         accept=_jit,
     )
@@ -372,6 +386,7 @@ def linear_as_conv(
         out = b.new_slot(b.buffer(INTERNAL, dst_md.nbytes), dst_md)
         b.bind(result, b.alias(out, rows))
     args.append((Arg.dst, out))
+    args.extend(extra)
     b.add_step(pd, args, node.label)
     return True
 
