@@ -23,6 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -147,6 +148,14 @@ def measure_peak(threads: int, n: int = 2048, runs: int = 24) -> dict[str, float
     return best
 
 
+def _choice(choice: Any) -> dict[str, Any]:
+    """A dnnl engine's layout choice for the results file; the implementation
+    picks (one per timed problem) as a count per implementation name."""
+    out = dict(vars(choice))
+    out["impls"] = dict(Counter(out.get("impls", {}).values()))
+    return out
+
+
 # -- driver overhead -----------------------------------------------------------------
 
 
@@ -255,7 +264,7 @@ def bench_model(
     mb, mo = statistics.median(tb), statistics.median(to)
     placement = {r.symbol: r.backend for r in loaded.subgraphs}
     layouts = {
-        r.symbol: vars(loaded.get_function(r.symbol).engine().layout_choice)  # type: ignore[attr-defined]
+        r.symbol: _choice(loaded.get_function(r.symbol).engine().layout_choice)  # type: ignore[attr-defined]
         for r in loaded.subgraphs
         if r.backend == "dnnl"
     }
