@@ -176,10 +176,11 @@ class DnnlBackend(byoc.Backend):
 
         oneDNN 3.2 cannot serialize CPU primitives (``dnnl_primitive_get_cache_blob``
         is unimplemented on CPU), and rebuilding them is fast; the slow, and
-        run-to-run noisy, part of ``init`` is timing the two layouts. An imported
-        engine reuses that choice, so a deployment loads faster and runs the same
-        program in every process. The blob is only valid on the same oneDNN
-        version, CPU and thread count (:func:`_fingerprint`).
+        run-to-run noisy, part of ``init`` is timing the implementations and the
+        two layouts. An imported engine reuses those decisions, so a deployment
+        loads faster and runs the same program in every process. The blob is
+        only valid on the same oneDNN version, CPU and thread count
+        (:func:`_fingerprint`).
         """
         c = self.layout_choice
         body = {

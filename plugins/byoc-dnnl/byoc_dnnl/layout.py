@@ -4,13 +4,12 @@ chosen per engine.
 oneDNN offers two families of direct-convolution kernels on x86: the brgemm
 ones on channels-last (NHWC) data, which ``format_tag::any`` picks, and the
 older jit ones on channel-blocked data (nChw8c on AVX2, nChw16c on AVX-512).
-Neither wins everywhere. On the bench's AMD Zen 3 machine (AVX2, 2 threads)
-ResNet-50 ran 0-5 % faster channels-last in 4 of 5 timings and MobileNetV2
-7-16 % faster blocked (depthwise and thin 1x1 convolutions) in 5 of 6; see
-``plugins/byoc-dnnl/README.md``. On the blocked layout, Linear layers with at
-least 32 rows run as jit 1x1 convolutions too
-(:func:`byoc_dnnl.ops.matmul.linear_as_conv`), which beat the brgemm inner
-product on some shapes and not on others.
+Neither wins everywhere: on the bench's AMD Zen 3 machine (AVX2, 2 threads)
+MobileNetV2 ran faster blocked with oneDNN's first-listed kernels, and about
+even once each layer's kernel is timed (:mod:`byoc_dnnl.tune`); ResNet-50 ran
+faster channels-last. Linear layers with at least 32 rows run as jit 1x1
+convolutions in either layout (:func:`byoc_dnnl.ops.matmul.linear_as_conv`);
+see ``plugins/byoc-dnnl/README.md``.
 
 So ``conv_layout="auto"`` (the default) builds both programs at init and
 keeps the one that runs faster, timed on zero inputs in alternating rounds
