@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from . import _lib
 from ._lib import (
     Alg,
@@ -62,6 +64,13 @@ def _destroy(obj: Any, fn: str) -> None:
         except Exception:  # interpreter shutdown: the library may be gone
             pass
         h.value = None
+
+
+def aligned_empty(nbytes: int, align: int = 64) -> np.ndarray:
+    """A uint8 array of ``nbytes`` whose data pointer is ``align``-aligned."""
+    raw = np.empty(nbytes + align, dtype=np.uint8)
+    off = (-raw.ctypes.data) % align
+    return raw[off : off + nbytes]
 
 
 def c_strides(shape: Sequence[int]) -> tuple[int, ...]:

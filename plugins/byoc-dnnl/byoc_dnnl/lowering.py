@@ -38,6 +38,7 @@ from .handles import (
     Primitive,
     PrimitiveDesc,
     Stream,
+    aligned_empty,
     engine,
     exec_args,
 )
@@ -223,13 +224,6 @@ def _operand_slot(
 NO_EPILOGUE = Epilogue()
 
 LowerFn = Callable[["Builder", Op, Epilogue], None]
-
-
-def aligned_empty(nbytes: int, align: int = 64) -> np.ndarray:
-    """A uint8 array of ``nbytes`` whose data pointer is ``align``-aligned."""
-    raw = np.empty(nbytes + align, dtype=np.uint8)
-    off = (-raw.ctypes.data) % align
-    return raw[off : off + nbytes]
 
 
 class Builder:

@@ -26,8 +26,8 @@ import numpy as np
 
 from . import _lib
 from ._lib import Arg
-from .handles import Memory, Stream, exec_args
-from .lowering import CONST, INPUT, INTERNAL, OUTPUT, Builder, aligned_empty
+from .handles import Memory, Stream, aligned_empty, exec_args
+from .lowering import CONST, INPUT, INTERNAL, OUTPUT, Builder
 
 _ALIGN = 64
 

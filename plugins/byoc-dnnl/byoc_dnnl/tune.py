@@ -8,7 +8,7 @@ oneDNN lists implementations best-first by heuristics, and on this repo's
 AVX2 bench machine they are not always right: on channels-last data it puts
 the brgemm 1x1 and brdgmm depthwise convolutions first, yet the jit 1x1 and
 jit depthwise kernels listed after them are faster on most of ResNet-50's
-and MobileNetV2's layers; with the timed picks both models ran 3-10 %
+and MobileNetV2's layers; with the timed picks both models ran 1-10 %
 faster channels-last (see the dnnl README). So ``init`` times the
 candidates on zero buffers, in alternating rounds, and keeps oneDNN's pick
 unless another is clearly faster.
@@ -33,7 +33,7 @@ import numpy as np
 
 from . import _lib
 from ._lib import Arg, DnnlError, Query
-from .handles import Memory, PrimitiveDesc, Stream, exec_args
+from .handles import Memory, PrimitiveDesc, Stream, aligned_empty, exec_args
 
 MARGIN = 0.97
 """Another implementation must take under this share of the first pick's time."""
@@ -82,10 +82,9 @@ def touched_zeros(nbytes: int) -> np.ndarray:
     zero page: reads from them always hit the cache, which makes
     bandwidth-bound kernels look fast in timing.
     """
-    raw = np.empty(nbytes + 64, np.uint8)
-    raw.fill(0)
-    off = (-raw.ctypes.data) % 64
-    return raw[off : off + nbytes]
+    buf = aligned_empty(nbytes)
+    buf.fill(0)
+    return buf
 
 
 def _runner(pd: PrimitiveDesc, arg_ids: Iterable[int]) -> Callable[[], None]:
@@ -163,12 +162,11 @@ class Tuner:
     """Per-program implementation choices: timed (``decisions`` empty at the
     start) or replayed from an imported engine (``replay``).
 
-    ``timings`` keeps what was measured (ms per candidate, per problem).
+    ``decisions`` maps :func:`problem_key` to the implementation name.
     """
 
     decisions: dict[str, str] = field(default_factory=dict)
     replay: bool = False
-    timings: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def pick(
         self,
@@ -197,7 +195,6 @@ class Tuner:
         first = next(iter(found))
         # Looked up per call, so a test can patch the module's time_runs.
         secs = time_runs({n: _runner(p, arg_ids) for n, p in found.items()})
-        self.timings[key] = {n: s * 1e3 for n, s in secs.items()}
         best = min(secs, key=lambda n: secs[n])
         if secs[best] >= MARGIN * secs[first]:
             best = first
