@@ -230,36 +230,29 @@ def _inner_product(
     sk, sn = b.md(w_slot).strides
     bias_md = MemoryDesc.plain((n,)) if bias_slot is not None else None
     w_any = MemoryDesc.any((n, k))
-    try:
-        pd = b.pd(
+
+    def make(src: MemoryDesc, dst: MemoryDesc) -> PrimitiveDesc:
+        return b.pd(
             "inner_product",
             "inner_product_forward_primitive_desc_create",
             PropKind.forward_inference,
-            src_md.h,
+            src.h,
             w_any.h,
             bias_md.h if bias_md is not None else None,
-            dst_md.h,
+            dst.h,
             attr.h,  # type: ignore[attr-defined]
         )
+
+    try:
+        pd = make(src_md, dst_md)
     except DnnlError:
         return False
     if not pd.impl.startswith("brgemm"):
         return False
     src_md, dst_md = pd.md(Query.src_md), pd.md(Query.dst_md)
-
-    def remake() -> PrimitiveDesc:
-        return b.pd(
-            "inner_product",
-            "inner_product_forward_primitive_desc_create",
-            PropKind.forward_inference,
-            src_md.h,
-            w_any.h,
-            bias_md.h if bias_md is not None else None,
-            dst_md.h,
-            attr.h,  # type: ignore[attr-defined]
-        )
-
-    pd = b.tuned(pd, remake, arg_ids(bias_slot is not None, extra))
+    pd = b.tuned(
+        pd, lambda: make(src_md, dst_md), arg_ids(bias_slot is not None, extra)
+    )
     # Inner product wants (N, K) weights: a transposed view, packed once below.
     w_nk = b.new_slot(b.slots[w_slot].buffer, MemoryDesc.strided((n, k), (sn, sk)))
     args = [
