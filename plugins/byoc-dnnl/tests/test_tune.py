@@ -132,13 +132,19 @@ def test_repeated_layers_are_timed_once(monkeypatch: pytest.MonkeyPatch) -> None
 def test_a_pick_within_the_margin_keeps_onednns_choice(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    _needs_choices()
+    calls: list[list[str]] = []
+
     def timer(runs: Mapping[str, Callable[[], None]]) -> dict[str, float]:
         first, *rest = runs
+        calls.append([first, *rest])
         return {first: 1.0} | {n: tune.MARGIN + 0.01 for n in rest}
 
     monkeypatch.setattr(tune, "time_runs", timer)
     tuned = check_model(_bottlenecks(), options=_NATIVE)
     untuned = check_model(_bottlenecks(), options={**_NATIVE, "tune": False})
+    assert calls  # the problems were timed, and every pick stayed oneDNN's
+    assert sorted(_choice(tuned).impls.values()) == sorted(c[0] for c in calls)
     assert _impls(tuned) == _impls(untuned)
 
 
