@@ -133,6 +133,7 @@ class Module:
                 )
         self._plan = _plan(host, artifact.consts, self._records)
         self._nslots = host.node_row_ptr[-1]
+        self._input_names = frozenset(t.name for t in self.inputs)
         # (info, numpy dtype, the shape when fully static): checked on every run
         self._input_checks = tuple(
             (t, np.dtype(t.dtype), _static_shape(t.shape)) for t in self.inputs
@@ -279,9 +280,7 @@ class Module:
                 "run takes a dict of input name -> array; got "
                 f"{type(inputs).__name__}. Inputs: {_sig(self.inputs)}"
             )
-        if len(inputs) != len(self.inputs) or any(
-            t.name not in inputs for t in self.inputs
-        ):
+        if inputs.keys() != self._input_names:
             expected = {t.name for t in self.inputs}
             raise InputError(
                 "input names do not match the model: missing "
@@ -296,7 +295,7 @@ class Module:
         for t, dtype, static in self._input_checks:
             value = inputs[t.name]
             array = value if type(value) is np.ndarray else np.asarray(value)
-            if array.dtype != dtype:
+            if array.dtype is not dtype and array.dtype != dtype:
                 raise InputError(
                     f"input {t.name!r} has dtype {array.dtype.name}; the model expects "
                     f"{t.dtype} (convert with .astype(np.{t.dtype}))",

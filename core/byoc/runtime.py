@@ -214,11 +214,12 @@ class Backend:
                 f"returned {type(outs).__name__} from run for {self.symbol}; "
                 f"expected a sequence of {len(checks)} arrays",
             )
-        for i, ((name, dtype, rank, static), out) in enumerate(
+        for i, ((name, dtype, rank, static, full), out) in enumerate(
             zip(checks, outs, strict=True)
         ):
+            # ``is`` first: builtin dtypes are singletons, and this runs per call.
             if type(out) is not np.ndarray or (
-                dtype is not None and out.dtype != dtype
+                dtype is not None and out.dtype is not dtype and out.dtype != dtype
             ):
                 got = (
                     out.dtype.name
@@ -231,8 +232,10 @@ class Backend:
                     f"the graph says {dtype}",
                 )
             shape = out.shape
-            if rank is not None and (
-                len(shape) != rank or any(shape[a] != d for a, d in static)
+            if (
+                shape != full
+                and rank is not None
+                and (len(shape) != rank or any(shape[a] != d for a, d in static))
             ):
                 raise self.error(
                     "run",
@@ -244,7 +247,17 @@ class Backend:
 
     def _output_checks(
         self,
-    ) -> list[tuple[str, np.dtype | None, int | None, tuple[tuple[int, int], ...]]]:
+    ) -> list[
+        tuple[
+            str,
+            np.dtype | None,
+            int | None,
+            tuple[tuple[int, int], ...],
+            tuple[int, ...] | None,
+        ]
+    ]:
+        """Per output: name, dtype, rank, the static (axis, dim) pairs, and the
+        whole shape when every dim is static (one tuple compare on the hot path)."""
         checks = self.__dict__.get("_checks")
         if checks is None:
             checks = []
@@ -257,7 +270,12 @@ class Backend:
                 static = tuple(
                     (a, d) for a, d in enumerate(spec.shape or ()) if isinstance(d, int)
                 )
-                checks.append((name, dtype, rank, static))
+                full = (
+                    tuple(spec.shape)
+                    if spec.shape is not None and len(static) == len(spec.shape)
+                    else None
+                )
+                checks.append((name, dtype, rank, static, full))
             self.__dict__["_checks"] = checks
         return checks
 

@@ -77,11 +77,13 @@ def in_threads(fn) -> list:
 def test_concurrent_runs_match_a_single_thread(backend, tmp_path):
     path, feeds = compiled(backend, tmp_path)
     inputs = [{k: v * (1 + t / 8) for k, v in feeds.items()} for t in range(THREADS)]
-    want = [byoc.load(path).run(f) for f in inputs]
-    mod = byoc.load(path)
+    mod = byoc.load(path)  # the threads race to build its engines
     outs = in_threads(
         lambda t: [mod.run(inputs[(t + r) % THREADS]) for r in range(RUNS)]
     )
+    # The same engines, run serially: bit-identical. (Another load could time
+    # its way to other kernels, see the next test.)
+    want = [mod.run(f) for f in inputs]
     for t, per_thread in enumerate(outs):
         for r, out in enumerate(per_thread):
             for name, value in want[(t + r) % THREADS].items():
@@ -94,7 +96,9 @@ def test_concurrent_loads_of_the_same_file(backend, tmp_path):
     want = byoc.load(path).run(feeds)
     for out in in_threads(lambda t: byoc.load(path, eager=t % 2 == 1).run(feeds)):
         for name, value in want.items():
-            np.testing.assert_array_equal(out[name], value)
+            # Each load builds its own engines, and a backend that picks kernels
+            # by timing them (dnnl) may pick others, which round differently.
+            np.testing.assert_allclose(out[name], value, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", [b for b in BUNDLED if b != "ref"])

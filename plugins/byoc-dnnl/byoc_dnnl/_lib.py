@@ -419,6 +419,20 @@ class Library:
         # engine with the option changes the calling thread's setting.
         self.default_threads = int(self.omp_get_max_threads())
 
+    def unchecked(self, name: str) -> Any:
+        """Function ``name`` returning its raw status, without ``errcheck``.
+
+        For the run path, which tests the status inline and calls :func:`check`
+        only on failure: a Python ``errcheck`` call per primitive costs more.
+        """
+        restype, argtypes = _DECLS[name]
+        if restype is not _status:
+            raise ValueError(f"{name} does not return a dnnl_status_t")
+        fn = self.dll[name]  # a new function object: the checked one stays as is
+        fn.argtypes = argtypes
+        fn.restype = ctypes.c_int
+        return fn
+
     def version_info(self) -> Version:
         """``dnnl_version()``: major, minor, patch, hash, cpu_runtime."""
         return self.version().contents

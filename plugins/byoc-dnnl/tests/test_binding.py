@@ -154,6 +154,52 @@ def test_check_raises_typed_error_naming_function_and_status() -> None:
     assert "invalid_arguments" in str(err)
 
 
+def test_unchecked_functions_return_the_status() -> None:
+    lib = _lib.lib()
+    wait = lib.unchecked("dnnl_stream_wait")
+    assert wait(None) == 2  # invalid_arguments, returned instead of raised
+    with pytest.raises(_lib.DnnlError):
+        lib.stream_wait(None)  # the checked twin is untouched
+    with pytest.raises(ValueError, match="dnnl_status_t"):
+        lib.unchecked("dnnl_primitive_desc_query_md")
+
+
+def test_a_failing_call_on_the_run_path_raises() -> None:
+    from onnx import TensorProto, helper
+
+    import byoc
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    mod = byoc.compile(model, backends=["dnnl"], quiet=True)
+    x = np.arange(-3, 3, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_array_equal(mod.run({"x": x})["y"], np.maximum(x, 0))
+    ctx = mod.get_function(mod.symbols[0]).engine()._program._pool[0]
+    _, n, args = ctx.calls[0]
+    ctx.calls[0] = (None, n, args)  # no primitive: oneDNN says invalid_arguments
+    with pytest.raises(byoc.BackendError, match="dnnl_primitive_execute"):
+        mod.run({"x": x})
+
+
+def test_data_address_of_every_kind_of_array() -> None:
+    from byoc_dnnl.program import data_address
+
+    a = np.ones((4, 5), np.float32)
+    assert data_address(a) == a.ctypes.data
+    ro = np.ones(3, np.float32)
+    ro.flags.writeable = False
+    assert data_address(ro) == ro.ctypes.data
+    empty = np.ones((0, 4), np.float32)
+    assert data_address(empty) == empty.ctypes.data
+    view = a[1:]
+    assert data_address(view) == a.ctypes.data + 5 * 4
+
+
 def test_unavailable_reasons(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.metadata as md
 
