@@ -19,6 +19,36 @@ def test_keys_depend_on_every_part_and_its_boundaries():
     assert cache_key("graph", "trt 10.1") != cache_key("graph", "trt 10.2")
 
 
+def test_consts_digest_follows_every_constant_byte():
+    import numpy as np
+
+    from byoc.graph import Graph, JSONGraphNode, JSONGraphNodeEntry
+
+    def graph() -> Graph:
+        f32 = ("float32",)
+        nodes = (
+            JSONGraphNode("input", "x", shapes=((6,),), dtypes=f32),
+            JSONGraphNode("const", "w", shapes=((6,),), dtypes=f32),
+            JSONGraphNode(
+                "kernel",
+                "Add",
+                (JSONGraphNodeEntry(0, 0), JSONGraphNodeEntry(1, 0)),
+                shapes=((6,),),
+                dtypes=f32,
+            ),
+        )
+        return Graph(nodes, (JSONGraphNodeEntry(2, 0),), ("y",))
+
+    w = np.arange(6, dtype=np.float32)
+    base = cache_mod.consts_digest(graph(), {"w": w, "unused": w})
+    assert base == cache_mod.consts_digest(graph(), {"w": w.copy()})
+    assert base != cache_mod.consts_digest(graph(), {"w": w.reshape(2, 3)})
+    assert base != cache_mod.consts_digest(graph(), {"w": w.astype(np.float64)})
+    changed = w.copy()
+    changed[5] = np.nextafter(changed[5], np.float32(9))
+    assert base != cache_mod.consts_digest(graph(), {"w": changed})
+
+
 def test_round_trip_hit_and_miss_are_recorded(tmp_path):
     c = EngineCache(tmp_path, name="t1")
     key = cache_key("x")

@@ -18,17 +18,26 @@ Options (``byoc.compile(..., options={"dnnl": {...}})`` or ``byoc.load``):
   (:mod:`byoc_dnnl.layout`);
 * ``tune``: ``True`` (default) times oneDNN's implementations of each
   convolution and GEMM at init and keeps the fastest; ``False`` keeps
-  oneDNN's first pick (:mod:`byoc_dnnl.tune`).
+  oneDNN's first pick (:mod:`byoc_dnnl.tune`);
+* ``cache``: ``True`` (default) keeps what ``init`` decided by timing in a
+  persistent cache, so the next init of the same subgraph (same weights,
+  oneDNN, CPU, threads and options) skips the timing; ``False`` times every
+  init and stores nothing;
+* ``cache_dir``: the cache's directory (default: ``$BYOC_DNNL_CACHE_DIR``,
+  else ``dnnl`` in the user cache dir, see :func:`byoc.cache.user_cache_dir`).
 
 ``export_engine`` stores the layout and the implementations ``init`` chose,
-so an artifact saved with ``engines=True`` loads without timing again.
+so an artifact saved with ``engines=True`` loads without timing again; the
+cache stores the same blob.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
+import warnings
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -37,6 +46,7 @@ from typing import Any
 import numpy as np
 
 import byoc
+from byoc.cache import EngineCache, cache_key, consts_digest, user_cache_dir
 
 from . import _lib, layout
 from .ir import IR, Decline, from_graph, from_node_info
@@ -52,7 +62,9 @@ try:
 except PackageNotFoundError:  # running from a source tree
     _VERSION = "0.0.0"
 
-_OPTIONS = frozenset({"threads", "concurrency", "conv_layout", "tune"})
+_OPTIONS = frozenset(
+    {"threads", "concurrency", "conv_layout", "tune", "cache", "cache_dir"}
+)
 _ENGINE_FORMAT = 2
 _TRIALS: OrderedDict[Any, byoc.Support] = OrderedDict()
 _TRIALS_MAX = 4096
@@ -91,7 +103,45 @@ class DnnlBackend(byoc.Backend):
     # -- engine -------------------------------------------------------------------
 
     def init(self, consts: Mapping[str, np.ndarray]) -> None:
+        cache = decision_cache(self.options)
+        if cache is None:
+            self._build(consts, None)
+            return
+        key = self._cache_key(consts)
+        blob = cache.get(key, label=self.symbol)
+        if blob is not None:
+            try:
+                self.import_engine(blob, consts)
+            except ValueError as exc:
+                warnings.warn(
+                    f"dnnl cache entry for {self.symbol} is unusable ({exc}); "
+                    "timing again",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            else:
+                self.layout_choice.prebuilt = False
+                self.layout_choice.cached = True
+                return
         self._build(consts, None)
+        cache.put(key, self.export_engine(), label=self.symbol)
+
+    def _cache_key(self, consts: Mapping[str, np.ndarray]) -> str:
+        """Everything init's timed decisions depend on: the subgraph, its
+        weights (fusions look at constant values), the machine and the
+        options that change what is timed."""
+        setup = {
+            "format": _ENGINE_FORMAT,
+            "machine": _fingerprint(_threads_option(self.options)),
+            "conv_layout": self.options.get("conv_layout", "auto"),
+            "tune": self.options.get("tune", True),
+        }
+        return cache_key(
+            "byoc-dnnl decisions",
+            json.dumps(setup, sort_keys=True),
+            self.graph.to_json(),
+            consts_digest(self.graph, consts),
+        )
 
     def _build(
         self, consts: Mapping[str, np.ndarray], known: layout.Choice | None
@@ -243,6 +293,27 @@ class DnnlBackend(byoc.Backend):
     def describe(self) -> list[tuple[str, str, tuple[str, ...]]]:
         """(label, oneDNN implementation, post-op kinds) per primitive execution."""
         return self._program.describe()
+
+
+def decision_cache(options: Mapping[str, Any]) -> EngineCache | None:
+    """The cache of init's timed decisions the options select; None when
+    ``cache`` is off or init times nothing (``tune=False`` and a fixed layout)."""
+    enabled = options.get("cache", True)
+    if not isinstance(enabled, bool):
+        raise ValueError(f"dnnl option cache={enabled!r}; use True or False")
+    times = options.get("tune", True) is not False or options.get(
+        "conv_layout", "auto"
+    ) not in ("native", "blocked")
+    if not enabled or not times:
+        return None
+    directory = options.get("cache_dir")
+    if directory is not None and not isinstance(directory, str | os.PathLike):
+        raise ValueError(f"dnnl option cache_dir={directory!r}; use a path")
+    directory = (
+        directory or os.environ.get("BYOC_DNNL_CACHE_DIR") or user_cache_dir("dnnl")
+    )
+    # Entries are a few kB of JSON: the limit only bounds years of models.
+    return EngineCache(directory, name="dnnl", max_bytes=64 << 20)
 
 
 def _fingerprint(threads: int | None) -> dict[str, Any]:

@@ -48,6 +48,9 @@ class Choice:
     timings_ms: dict[str, float] = field(default_factory=dict)
     prebuilt: bool = False
     """True when the choice came with an imported engine instead of this init."""
+    cached: bool = False
+    """True when init found the choice in the decision cache
+    (:func:`byoc_dnnl.backend.decision_cache`) instead of timing."""
     impls: dict[str, str] = field(default_factory=dict)
     """The implementation picked per problem (:mod:`byoc_dnnl.tune`), where
     timing overrode or confirmed oneDNN's first pick."""

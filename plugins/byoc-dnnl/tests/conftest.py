@@ -37,6 +37,16 @@ def _need_library() -> Iterator[None]:
     yield
 
 
+@pytest.fixture(autouse=True)
+def _own_decision_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An empty decision cache per test: tests that count timings must not
+    find what an earlier test (or the user's own runs) stored."""
+    directory = tmp_path_factory.mktemp("dnnl-cache")
+    monkeypatch.setenv("BYOC_DNNL_CACHE_DIR", str(directory))
+
+
 # -- ONNX node test cases -------------------------------------------------------
 
 

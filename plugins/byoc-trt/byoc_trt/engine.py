@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import struct
@@ -29,8 +28,7 @@ import msgpack
 import numpy as np
 
 import byoc
-from byoc.cache import cache_key
-from byoc.partition import const_names
+from byoc.cache import cache_key, consts_digest
 
 from . import probe
 
@@ -100,16 +98,6 @@ class BuildOptions:
 BUILD_OPTIONS = {"workspace", "fp16", "tf32", "dim_ranges", "default_range"}
 RUN_OPTIONS = {"cache_dir", "cache_read_only", "cache_max_bytes", "progress", "device"}
 """Options that do not change the engine (not part of its key)."""
-
-
-def consts_digest(graph: byoc.Graph, consts: Mapping[str, np.ndarray]) -> str:
-    """Digest of every constant the subgraph reads (name, dtype, shape, bytes)."""
-    h = hashlib.blake2b(digest_size=32)
-    for name in sorted(const_names(graph)):
-        array = np.ascontiguousarray(consts[name])
-        h.update(f"{name}|{array.dtype.str}|{array.shape}".encode())
-        h.update(array.reshape(-1).view(np.uint8).data)
-    return h.hexdigest()
 
 
 def engine_key(
