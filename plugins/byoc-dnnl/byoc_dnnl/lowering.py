@@ -632,7 +632,13 @@ def _lower_group(b: Builder, host: Op, ops: Any) -> None:
     try:
         ep = b.epilogue(host)
         ops[host.kind].lower(b, host, ep)
-        return
+        if not any(
+            s.label == host.label and s.impl.startswith("ref")
+            for s in b.steps[mark[2] :]
+        ):
+            return
+        # Only oneDNN's reference kernel takes the fused form (a GEMM with a
+        # per-row (rows, 1) binary operand ran 1000x slower than apart): refuse.
     except DnnlError:
         pass
     # oneDNN refused the fused form: roll back, run the host alone (it passed the
