@@ -10,8 +10,9 @@ the brgemm 1x1 and brdgmm depthwise convolutions first, yet the jit 1x1 and
 jit depthwise kernels listed after them are faster on most of ResNet-50's
 and MobileNetV2's layers; with the timed picks both models ran 1-10 %
 faster channels-last (see the dnnl README). So ``init`` times the
-candidates on zero buffers, in alternating rounds, and keeps oneDNN's pick
-unless another is clearly faster.
+candidates on written zero buffers, in alternating rounds, and keeps
+oneDNN's pick unless another is clearly faster, twice: once among all
+candidates, then again head to head with oneDNN's pick.
 
 Only the implementation changes: every candidate is built on the layouts the
 first pick chose for source and destination (weights are packed for the
@@ -193,10 +194,18 @@ class Tuner:
         if len(found) < 2:
             return pd
         first = next(iter(found))
+        runs = {n: _runner(p, arg_ids) for n, p in found.items()}
         # Looked up per call, so a test can patch the module's time_runs.
-        secs = time_runs({n: _runner(p, arg_ids) for n, p in found.items()})
+        secs = time_runs(runs)
         best = min(secs, key=lambda n: secs[n])
-        if secs[best] >= MARGIN * secs[first]:
+        if best != first and secs[best] < MARGIN * secs[first]:
+            # Leaving oneDNN's pick takes a second win, head to head: on a
+            # noisy machine one burst can make any kernel time slow once
+            # (ResNet-50's 3x3 layers flipped to a kernel 1.2-1.8x slower).
+            again = time_runs({first: runs[first], best: runs[best]})
+            if again[best] >= MARGIN * again[first]:
+                best = first
+        else:
             best = first
         self.decisions[key] = best
         return found[best]

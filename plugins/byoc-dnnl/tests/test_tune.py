@@ -109,7 +109,10 @@ def test_the_fastest_candidate_is_built_and_computes_correctly(
     mod = check_model(_bottlenecks(), options=_NATIVE)  # vs onnxruntime and ref
     assert calls
     decisions = _choice(mod).impls
-    assert sorted(decisions.values()) == sorted(names[-1] for names in calls)
+    # Every flip was timed twice: among all candidates, then head to head.
+    assert len(calls) == 2 * len(decisions)
+    assert all(len(c) == 2 for c in calls[1::2]), calls
+    assert sorted(decisions.values()) == sorted(names[-1] for names in calls[::2])
     impls = _impls(mod)
     assert all(pick in impls for pick in decisions.values()), (decisions, impls)
     untuned = _impls(check_model(_bottlenecks(), options={**_NATIVE, "tune": False}))
@@ -145,6 +148,28 @@ def test_a_pick_within_the_margin_keeps_onednns_choice(
     untuned = check_model(_bottlenecks(), options={**_NATIVE, "tune": False})
     assert calls  # the problems were timed, and every pick stayed oneDNN's
     assert sorted(_choice(tuned).impls.values()) == sorted(c[0] for c in calls)
+    assert _impls(tuned) == _impls(untuned)
+
+
+def test_a_win_that_is_not_confirmed_head_to_head_keeps_onednns_choice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _needs_choices()
+    calls: list[list[str]] = []
+
+    def timer(runs: Mapping[str, Callable[[], None]]) -> dict[str, float]:
+        names = list(runs)
+        calls.append(names)
+        if len(calls) % 2:  # the full field: the last one looks 2x faster
+            return {n: 0.5 if n == names[-1] else 1.0 for n in names}
+        return dict.fromkeys(names, 1.0)  # head to head: a tie
+
+    monkeypatch.setattr(tune, "time_runs", timer)
+    tuned = check_model(_bottlenecks(), options=_NATIVE)
+    untuned = check_model(_bottlenecks(), options={**_NATIVE, "tune": False})
+    assert calls and len(calls) % 2 == 0
+    assert [c[0] for c in calls[1::2]] == [c[0] for c in calls[::2]]
+    assert sorted(_choice(tuned).impls.values()) == sorted(c[0] for c in calls[::2])
     assert _impls(tuned) == _impls(untuned)
 
 
