@@ -117,6 +117,18 @@ class MemoryDesc:
         return MemoryDesc(h)
 
     @staticmethod
+    def innermost(shape: Sequence[int], axis: int) -> MemoryDesc:
+        """Dense, with ``axis`` innermost and the other axes in order (axis 1
+        of an NCHW shape: NHWC)."""
+        order = [a for a in range(len(shape)) if a != axis] + [axis]
+        strides = [0] * len(shape)
+        step = 1
+        for a in reversed(order):
+            strides[a] = step
+            step *= max(1, shape[a])
+        return MemoryDesc.strided(shape, strides)
+
+    @staticmethod
     def any(shape: Sequence[int], dtype: int = DataType.f32) -> MemoryDesc:
         """``format_tag::any``: let the primitive choose its preferred layout."""
         h = ctypes.c_void_p()

@@ -77,6 +77,16 @@ def blocked_tag() -> int | None:
     return None
 
 
+def channel_layouts(shape: tuple[int, ...]) -> list[MemoryDesc]:
+    """Layouts oneDNN's jit kernels read for per-channel ops (pooling, batch
+    norm) where plain NCHW gets only simple loops: channel-blocked for 2-D
+    images where the CPU has it (its reorder from NCHW is the cheaper one),
+    then channels-last."""
+    tag = blocked_tag() if len(shape) == 4 else None
+    blocked = [MemoryDesc.with_tag(shape, tag)] if tag is not None else []
+    return [*blocked, MemoryDesc.innermost(shape, 1)]
+
+
 def count_layout_ops(ir: IR) -> int:
     """The ops whose kernels the choice changes: 2-D convolutions and Linear
     layers (Gemm/MatMul with constant 2-D weights, run as 1x1 convolutions

@@ -423,6 +423,31 @@ class Builder:
             return pd, slots
         return make([self.md(s) for s in dense]), dense
 
+    def jit_pd(
+        self,
+        slot: int,
+        make: Callable[[list[MemoryDesc]], PrimitiveDesc],
+        layouts: Sequence[MemoryDesc],
+    ) -> tuple[PrimitiveDesc, int]:
+        """:meth:`best_pd` for one operand; where that gets no jit kernel, the
+        first of ``layouts`` one reads, with the operand reordered into it.
+
+        oneDNN runs some problems on plain data only with simple loops or its
+        reference kernel (pooling NCHW, softmax over a strided axis): one
+        reorder is far cheaper than those.
+        """
+        pd, (s,) = self.best_pd([slot], make)
+        if _jit(pd.impl):
+            return pd, s
+        for md in layouts:
+            try:
+                fast = make([md])
+            except DnnlError:
+                continue
+            if _jit(fast.impl):
+                return fast, self.convert(s, md)
+        return pd, s
+
     def tuned(
         self,
         pd: PrimitiveDesc,
@@ -591,6 +616,12 @@ def plan_layouts(b: Builder, ir: IR) -> None:
             for v in op.inputs:
                 if v is not None and v.const is None and len(v.shape) == len(order):
                     b.hints.setdefault(v.id, order)
+
+
+def _jit(impl: str) -> bool:
+    """A jit kernel's name: ``jit:avx2``, ``bnorm_jit:avx2`` (not ``ref:any``,
+    ``simple_nchw:any``, ``ncsp_bnorm:any``)."""
+    return "jit" in impl.split(":", 1)[0]
 
 
 def lower(

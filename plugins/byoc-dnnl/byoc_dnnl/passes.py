@@ -65,27 +65,30 @@ def _set_input(op: Op, i: int, v: Value) -> None:
 
 
 def fold_batchnorm(ir: IR) -> None:
-    """Conv (constant weights) -> BatchNormalization (constant params) => Conv."""
+    """Conv (constant weights) -> BatchNormalization (constant params) => Conv;
+    any other BatchNormalization with constant params => Mul + Add by
+    per-channel constants, which fuse as post-ops like any binary op (into a
+    residual Add before it, say) and run as one jit binary kernel alone."""
     for bn in list(ir.ops):
         if bn.kind != "BatchNormalization" or len(bn.outputs) != 1:
             continue
-        x = bn.inputs[0]
-        conv = x.producer if x is not None else None
-        if conv is None or conv.kind != "Conv" or _sole_user(ir, x) is not bn:  # type: ignore[arg-type]
-            continue
-        w = conv.inputs[1]
-        bias = conv.inputs[2] if len(conv.inputs) > 2 else None
         params = bn.inputs[1:5]
-        if (
-            w is None
-            or w.const is None
-            or (bias is not None and bias.const is None)
-            or any(p is None or p.const is None for p in params)
-        ):
+        if any(p is None or p.const is None for p in params):
             continue
         scale, shift, mean, var = (np.asarray(p.const, np.float64) for p in params)  # type: ignore[union-attr]
         eps = float(bn.attr("epsilon", 1e-5))
         k = scale / np.sqrt(var + eps)
+        x = bn.inputs[0]
+        assert x is not None
+        conv = x.producer
+        if conv is None or conv.kind != "Conv" or _sole_user(ir, x) is not bn:
+            _affine(ir, bn, k, shift - mean * k)
+            continue
+        w = conv.inputs[1]
+        bias = conv.inputs[2] if len(conv.inputs) > 2 else None
+        if w is None or w.const is None or (bias is not None and bias.const is None):
+            _affine(ir, bn, k, shift - mean * k)
+            continue
         wf = np.asarray(w.const, np.float64) * k.reshape(
             (-1,) + (1,) * (w.const.ndim - 1)
         )
@@ -94,6 +97,29 @@ def fold_batchnorm(ir: IR) -> None:
         _set_input(conv, 1, _new_const(ir, wf.astype(np.float32)))
         _set_input(conv, 2, _new_const(ir, bf.astype(np.float32)))
         _absorb(ir, conv, bn)
+
+
+def _affine(ir: IR, bn: Op, k: np.ndarray, c: np.ndarray) -> None:
+    """Replace ``bn`` by ``x * k + c`` with ``k``, ``c`` broadcast per channel."""
+    x, y = bn.inputs[0], bn.out
+    assert x is not None
+    per_channel = (1, len(k)) + (1,) * (len(x.shape) - 2)
+    kv = _new_const(ir, k.reshape(per_channel).astype(np.float32))
+    cv = _new_const(ir, c.reshape(per_channel).astype(np.float32))
+    mid = Value(len(ir.values), x.shape, "float32")
+    ir.values.append(mid)
+    mul = Op("Mul", [], [mid], {}, label=bn.label)
+    add = Op("Add", [], [y], {}, label=bn.label)
+    for v in bn.inputs:
+        if v is not None and bn in v.users:
+            v.users.remove(bn)
+    _set_input(mul, 0, x)
+    _set_input(mul, 1, kv)
+    _set_input(add, 0, mid)
+    _set_input(add, 1, cv)
+    mid.producer, y.producer = mul, add
+    at = ir.ops.index(bn)
+    ir.ops[at : at + 1] = [mul, add]
 
 
 def _bias_vector(c: np.ndarray, rank: int, axis: int, n: int) -> np.ndarray | None:

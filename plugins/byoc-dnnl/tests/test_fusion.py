@@ -101,6 +101,33 @@ def test_residual_that_is_an_input_is_read_not_overwritten() -> None:
     np.testing.assert_array_equal(feeds["x"], keep)
 
 
+def test_batchnorm_after_a_residual_add_rides_on_it() -> None:
+    # Pre-activation blocks (ResNet v2, DenseNet): Conv -> Add -> BN -> Relu.
+    # BN becomes Mul + Add by per-channel constants, post-ops of the step that
+    # adds the residual (the Add here: the residual is still read elsewhere).
+    r = np.random.default_rng(4)
+    params = {
+        "s": r.standard_normal(8).astype(np.float32),
+        "b": r.standard_normal(8).astype(np.float32),
+        "m": r.standard_normal(8).astype(np.float32),
+        "v": (r.random(8) + 0.5).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("Conv", ["r", "w"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Add", ["c", "r"], ["s0"]),
+        helper.make_node("BatchNormalization", ["s0", "s", "b", "m", "v"], ["n"]),
+        helper.make_node("Relu", ["n"], ["y"]),
+    ]
+    model = graph_model(
+        nodes, {"x": (1, 8, 6, 6)}, ["y"], {"w": w(8, 8, 3, 3), **params}
+    )
+    steps = [s for s in kernel_steps(check_model(model)) if s[0] != "reorder"]
+    assert not [s for s in steps if s[0].startswith("BatchNormalization")], steps
+    assert steps[-1][2][-3:] == ("binary", "binary", "eltwise"), steps
+    assert not [s for s in steps if s[1].startswith("ref")], steps
+
+
 @pytest.mark.parametrize("op", ["Add", "Mul"])
 @pytest.mark.parametrize("rows", [8, 64])
 def test_a_gemm_with_a_per_row_operand_runs_apart_on_jit_kernels(

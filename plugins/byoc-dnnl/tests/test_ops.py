@@ -399,6 +399,46 @@ def test_pooling_plain_inputs_of_other_ranks(shape: tuple[int, ...]) -> None:
     )
 
 
+def test_softmax_over_channels_of_nchw_runs_a_jit_kernel() -> None:
+    # Over a strided axis oneDNN has only its reference softmax (11x
+    # onnxruntime's time on 64x56x56): the channels are made innermost first.
+    mod = check_model(single_node("Softmax", [("x", (2, 16, 6, 7))], axis=1))
+    steps = [(label, impl) for label, impl, _ in engine_steps(mod)]
+    softmax = [impl for label, impl in steps if label.startswith("Softmax")]
+    assert len(softmax) == 1 and softmax[0].startswith("jit"), steps
+
+
+def _bn_params(c: int) -> list[tuple[str, np.ndarray]]:
+    r = np.random.default_rng(3)
+    return [
+        ("s", r.standard_normal(c).astype(np.float32)),
+        ("b", r.standard_normal(c).astype(np.float32)),
+        ("m", r.standard_normal(c).astype(np.float32)),
+        ("v", (r.random(c) + 0.5).astype(np.float32)),
+    ]
+
+
+@pytest.mark.parametrize("shape", [(2, 8), (1, 8, 5, 6), (1, 8, 3, 4, 5)])
+def test_batchnorm_alone_is_one_jit_binary_step(shape: tuple[int, ...]) -> None:
+    # x * k + c with per-channel constants: one binary kernel on any layout
+    # (oneDNN's own batch norm on NCHW is a simple loop, 4x onnxruntime's time).
+    mod = check_model(
+        single_node("BatchNormalization", [("x", shape), *_bn_params(8)], epsilon=1e-3)
+    )
+    steps = [s for s in engine_steps(mod) if not s[0].startswith("output")]
+    assert [(s[1], s[2]) for s in steps] == [("jit:uni", ("binary",))], steps
+
+
+def test_batchnorm_with_runtime_params_runs_a_jit_kernel() -> None:
+    # Params that are inputs cannot become constants: oneDNN's batch norm,
+    # on a blocked copy of the NCHW input (on NCHW itself: a simple loop).
+    inputs = [("x", (1, 8, 5, 6))] + [(n, (8,)) for n in ("s", "b", "m")]
+    model = single_node("BatchNormalization", [*inputs, ("v", np.ones(8, np.float32))])
+    mod = check_model(model)
+    bn = [i for label, i, _ in engine_steps(mod) if label.startswith("Batch")]
+    assert len(bn) == 1 and "jit" in bn[0].split(":")[0], bn
+
+
 def _check_if_claimed(model: onnx.ModelProto) -> None:
     try:
         mod = byoc.compile(model, backends=["dnnl", "ref"], quiet=True)

@@ -17,6 +17,7 @@ import byoc
 from .._lib import Alg, Arg, NormFlags, PropKind, Query
 from ..handles import MemoryDesc, PostOp, PrimitiveDesc
 from ..ir import Decline, Op
+from ..layout import channel_layouts
 from ..lowering import Builder, Epilogue
 from . import guard, n_outputs, need_f32, norm_axis, op, out_shape, shape_of
 
@@ -63,7 +64,9 @@ def lower_batchnorm(b: Builder, node: Op, ep: Epilogue) -> None:
             attr.h,
         )
 
-    pd, (s,) = b.best_pd([b.slot(x)], make)
+    # On plain NCHW oneDNN normalizes with a simple loop (4x onnxruntime's time
+    # on 64x56x56): a blocked or channels-last copy gets a jit kernel.
+    pd, s = b.jit_pd(b.slot(x), make, channel_layouts(x.shape))
     params = [b.slot(v) for v in node.inputs[1:] if v is not None]
     out = b.produce(node.out, pd.md(Query.dst_md))
     b.add_step(
@@ -196,6 +199,8 @@ def lower_softmax(b: Builder, node: Op, ep: Epilogue) -> None:
             attr.h,
         )
 
-    pd, (s,) = b.best_pd([b.slot(x)], make)
+    # oneDNN's jit softmax needs the axis innermost; over a strided axis (the
+    # channels of NCHW) only its reference kernel runs, 11x onnxruntime's time.
+    pd, s = b.jit_pd(b.slot(x), make, [MemoryDesc.innermost(x.shape, axis)])
     out = b.produce(node.out, pd.md(Query.dst_md))
     b.add_step(pd, [(Arg.src, s), (Arg.dst, out)], node.label)

@@ -14,10 +14,10 @@ from typing import Any
 
 import byoc
 
-from .._lib import Alg, Arg, DnnlError, PropKind, Query, dims
+from .._lib import Alg, Arg, PropKind, Query, dims
 from ..handles import MemoryDesc, PrimitiveDesc
 from ..ir import Decline, Op
-from ..layout import blocked_tag
+from ..layout import channel_layouts
 from ..lowering import Builder, Epilogue
 from . import guard, n_outputs, need_f32, op, out_shape, shape_of
 from .geometry import Window, forward_window
@@ -109,42 +109,11 @@ def _pool(b: Builder, node: Op, ep: Epilogue, alg: int, win: Window) -> None:
             attr.h,
         )
 
-    pd, (s,) = b.best_pd([b.slot(x)], make)
-    if not pd.impl.startswith("jit"):
-        # oneDNN pools plain NCHW data (a subgraph that starts with a pooling)
-        # with a simple loop: a 3x3/2 MaxPool on 64x112x112 took 8 ms, and
-        # 0.36 ms reordered to nChw8c and pooled by a jit kernel (0.53 ms via
-        # NHWC, whose reorder costs more).
-        fast_md = _fast_layout(x.shape)
-        try:
-            fast = make([fast_md])
-        except DnnlError:
-            fast = None
-        if fast is not None and fast.impl.startswith("jit"):
-            pd, s = fast, b.convert(s, fast_md)
+    # Plain NCHW (a subgraph that starts with a pooling) gets a simple loop: a
+    # 3x3/2 MaxPool on 64x112x112 took 8 ms, 0.28-0.36 ms reordered to nChw8c.
+    pd, s = b.jit_pd(b.slot(x), make, channel_layouts(x.shape))
     out = b.produce(ep.result or y, pd.md(Query.dst_md))
     b.add_step(pd, [(Arg.src, s), (Arg.dst, out), *extra], node.label)
-
-
-def _fast_layout(shape: tuple[int, ...]) -> MemoryDesc:
-    """The layout jit pooling reads: channel-blocked for 2-D images where the
-    CPU has it (:func:`byoc_dnnl.layout.blocked_tag`), else channels-last."""
-    tag = blocked_tag() if len(shape) == 4 else None
-    if tag is not None:
-        return MemoryDesc.with_tag(shape, tag)
-    return _channels_last(shape)
-
-
-def _channels_last(shape: tuple[int, ...]) -> MemoryDesc:
-    """Dense (N, C, spatial...) with the channels innermost (NHWC, NDHWC, NWC)."""
-    _, c, *spatial = shape
-    strides = [0] * len(shape)
-    step = c
-    for axis in range(len(shape) - 1, 1, -1):
-        strides[axis] = step
-        step *= spatial[axis - 2]
-    strides[1], strides[0] = 1, step
-    return MemoryDesc.strided(shape, strides)
 
 
 @guard
