@@ -437,14 +437,14 @@ class Builder:
         reorder is far cheaper than those.
         """
         pd, (s,) = self.best_pd([slot], make)
-        if _jit(pd.impl):
+        if is_jit(pd.impl):
             return pd, s
         for md in layouts:
             try:
                 fast = make([md])
             except DnnlError:
                 continue
-            if _jit(fast.impl):
+            if is_jit(fast.impl):
                 return fast, self.convert(s, md)
         return pd, s
 
@@ -618,9 +618,9 @@ def plan_layouts(b: Builder, ir: IR) -> None:
                     b.hints.setdefault(v.id, order)
 
 
-def _jit(impl: str) -> bool:
-    """A jit kernel's name: ``jit:avx2``, ``bnorm_jit:avx2`` (not ``ref:any``,
-    ``simple_nchw:any``, ``ncsp_bnorm:any``)."""
+def is_jit(impl: str) -> bool:
+    """A jit kernel's name: ``jit:avx2``, ``jit_1x1:avx2``, ``bnorm_jit:avx2``
+    (not ``ref:any``, ``simple_nchw:any``, ``brgconv:avx2``, ``x64:gemm:jit``)."""
     return "jit" in impl.split(":", 1)[0]
 
 

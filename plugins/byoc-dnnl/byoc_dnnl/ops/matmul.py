@@ -26,7 +26,7 @@ import byoc
 from .._lib import Alg, Arg, DnnlError, PropKind, Query
 from ..handles import Attr, MemoryDesc, PrimitiveDesc, conv_pd
 from ..ir import Decline, Op, Value
-from ..lowering import INTERNAL, Builder, Epilogue, PostItem
+from ..lowering import INTERNAL, Builder, Epilogue, PostItem, is_jit
 from ..tune import arg_ids, candidates
 from . import guard, need_f32, op, out_shape, shape_of
 
@@ -268,11 +268,6 @@ def _inner_product(
     return True
 
 
-def _jit(impl: str) -> bool:
-    """oneDNN's jit convolutions (on channels-last data it lists brgemm first)."""
-    return impl.startswith("jit")
-
-
 _ONE_BY_ONE = ((1, 1), (0, 0), (0, 0), (0, 0))
 """Strides, dilations and pads of a 1x1 convolution."""
 CONV_MIN_ROWS = 32
@@ -349,7 +344,7 @@ def linear_as_conv(
             attr, extra = build(lambda s: b.alias(s, rows_as_image(b.md(s))))
         image = rows_as_image(b.md(a_slot))
         found = candidates(
-            conv_pd(src_md, w_any, bias_md, dst_md, _ONE_BY_ONE, attr), _jit
+            conv_pd(src_md, w_any, bias_md, dst_md, _ONE_BY_ONE, attr), is_jit
         )
         rows = image_as_rows(dst_md)
         if rows.dims != result.shape:
@@ -363,7 +358,7 @@ def linear_as_conv(
         lambda: conv_pd(src_md, w_any, bias_md, dst_md, _ONE_BY_ONE, attr),
         arg_ids(bias_slot is not None, extra),
         _ONE_BY_ONE,
-        accept=_jit,
+        accept=is_jit,  # not brgconv, which oneDNN lists first
     )
     sk, sn = b.md(w_slot).strides
     w_image = MemoryDesc.strided((n, k, 1, 1), (sn, sk, 1, 1))
