@@ -11,8 +11,8 @@ jit depthwise kernels listed after them are faster on most of ResNet-50's
 and MobileNetV2's layers; with the timed picks both models ran 1-10 %
 faster channels-last (see the dnnl README). So ``init`` times the
 candidates on written zero buffers, in alternating rounds, and keeps
-oneDNN's pick unless another is clearly faster, twice: once among all
-candidates, then again head to head with oneDNN's pick.
+oneDNN's pick unless another is clearly faster among all candidates and
+faster again head to head with oneDNN's pick.
 
 Only the implementation changes: every candidate is built on the layouts the
 first pick chose for source and destination (weights are packed for the
@@ -202,8 +202,10 @@ class Tuner:
             # Leaving oneDNN's pick takes a second win, head to head: on a
             # noisy machine one burst can make any kernel time slow once
             # (ResNet-50's 3x3 layers flipped to a kernel 1.2-1.8x slower).
+            # Any win will do there: the margin was met once, and asking it
+            # again undid real 3-10 % wins of the jit 1x1 kernels.
             again = time_runs({first: runs[first], best: runs[best]})
-            if again[best] >= MARGIN * again[first]:
+            if again[best] >= again[first]:
                 best = first
         else:
             best = first
