@@ -49,6 +49,7 @@ import byoc
 from byoc.cache import EngineCache, cache_key, consts_digest, user_cache_dir
 
 from . import _lib, layout
+from .handles import release_free_heap
 from .ir import IR, Decline, from_graph, from_node_info
 from .lowering import lower
 from .ops import OPS, no
@@ -146,6 +147,13 @@ class DnnlBackend(byoc.Backend):
     def _build(
         self, consts: Mapping[str, np.ndarray], known: layout.Choice | None
     ) -> None:
+        self._choose_program(consts, known)
+        # Lowering and timing allocate far more than the engine keeps.
+        release_free_heap()
+
+    def _choose_program(
+        self, consts: Mapping[str, np.ndarray], known: layout.Choice | None
+    ) -> None:
         """Lower the subgraph; ``known`` is a layout choice made before (an
         imported engine), which spares timing both programs."""
         unknown = sorted(set(self.options) - _OPTIONS)
@@ -177,13 +185,19 @@ class DnnlBackend(byoc.Backend):
             return ir
 
         def program(ir: IR, conv_tag: int | None, tuner: Tuner | None) -> Program:
-            return Program(
+            prog = Program(
                 lower(ir, conv_tag=conv_tag, tuner=tuner),
                 [v.name for v in ir.inputs],
                 [v.shape for v in ir.heads],
                 threads=threads,
                 concurrency=concurrency,
             )
+            # The program holds the constants it reads; the IR's ops and values
+            # refer to each other, so without this their arrays (folded
+            # weights) would wait for a garbage collection.
+            for v in ir.values:
+                v.const = None
+            return prog
 
         ir = fresh_ir()
         tag = layout.blocked_tag() if conv_layout != "native" else None

@@ -81,6 +81,26 @@ def plan_arena(b: Builder) -> int:
     return total
 
 
+def release_unused_consts(b: Builder) -> int:
+    """Drop the arrays of constant buffers no step reads; returns the bytes kept.
+
+    Lowering makes plain constants first (folded batch norm, scaled biases,
+    the artifact's weights) and packs them into the layout a primitive wants:
+    the plain copy is then dead, and holding it doubled the engine's memory
+    (ResNet-50: 94 MB of folded weights beside the 102 MB packed).
+    """
+    used = {b.slots[s].buffer for step in b.steps for _, s in step.args}
+    kept = 0
+    for i, buf in enumerate(b.buffers):
+        if buf.kind != CONST:
+            continue
+        if i in used:
+            kept += buf.nbytes
+        else:
+            buf.key = None
+    return kept
+
+
 class Program:
     """A lowered subgraph, ready to run; builds execution contexts on demand."""
 
@@ -104,12 +124,12 @@ class Program:
         self.scratch_bytes = max(
             (s.scratch.nbytes for s in b.steps if s.scratch is not None), default=0
         )
+        self.const_bytes = release_unused_consts(b)
         # Constant memory objects are read-only: every context shares them.
         self._const_mems: dict[int, Memory] = {}
         for i, slot in enumerate(self.slots):
-            buf = self.buffers[slot.buffer]
-            if buf.kind == CONST:
-                arr = buf.key
+            arr = self.buffers[slot.buffer].key
+            if self.buffers[slot.buffer].kind == CONST and arr is not None:
                 self._const_mems[i] = Memory(slot.md, arr.ctypes.data, keep=arr)
         self._pool: list[_Context] = []
         self._lock = threading.Lock() if concurrency == "lock" else None
@@ -155,7 +175,7 @@ class _Context:
         for i, slot in enumerate(prog.slots):
             buf = prog.buffers[slot.buffer]
             if buf.kind == CONST:
-                self._mems.append(prog._const_mems[i])
+                self._mems.append(prog._const_mems.get(i))  # None: unused
                 continue
             if buf.kind == INTERNAL:
                 mem = Memory(slot.md, base + buf.offset)
