@@ -36,6 +36,8 @@ from onnx import TensorProto, helper, numpy_helper
 if __package__ in (None, ""):  # python bench/run.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.memory import format_mb  # noqa: E402
+from bench.memory import measure as measure_memory  # noqa: E402
 from bench.models import MODELS, example_inputs, flops  # noqa: E402
 from bench.peak import cpuinfo  # noqa: E402
 
@@ -259,6 +261,12 @@ def bench_model(
     byoc.load(path, options=opts).init()
     t8 = time.perf_counter()
 
+    # Each runtime's memory, in a fresh process of its own.
+    onnx_path = tmp / f"{name}.onnx"
+    onnx.save(model, onnx_path)
+    mem_byoc = measure_memory("byoc", shipped, feeds, threads, opts)
+    mem_ort = measure_memory("onnxruntime", onnx_path, feeds, threads)
+
     got = next(iter(loaded.run(feeds).values()))
     want = sess.run(None, feeds)[0]
     err = float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-12))
@@ -294,6 +302,8 @@ def bench_model(
         "prebuilt_load_init_s": t7 - t6,
         "cached_load_init_s": t8 - t7,
         "ort_session_s": t5 - t4,
+        "byoc_anon_mb": mem_byoc["anon_mb"] if mem_byoc else None,
+        "ort_anon_mb": mem_ort["anon_mb"] if mem_ort else None,
         "max_rel_err_vs_ort": err,
         "subgraphs": placement,
         "conv_layout": layouts,
@@ -306,7 +316,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
         f"{'model':12s} {'thr':>3s} {'byoc ms':>9s} {'ort ms':>9s} {'ratio':>6s} "
         f"{'byoc GF/s':>9s} {'%peak':>6s} {'ort GF/s':>9s} {'%peak':>6s} "
         f"{'compile s':>9s} {'load s':>7s} {'init s':>7s} {'prebuilt':>8s} "
-        f"{'cached':>7s} {'subgr':>5s}"
+        f"{'cached':>7s} {'MB byoc':>7s} {'MB ort':>6s} {'subgr':>5s}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -316,7 +326,8 @@ def _table(rows: list[dict[str, Any]]) -> str:
             f"{r['ratio']:6.3f} {r['byoc_gflops']:9.1f} {r['byoc_pct_peak']:6.1f} "
             f"{r['ort_gflops']:9.1f} {r['ort_pct_peak']:6.1f} {r['compile_s']:9.3f} "
             f"{r['load_s']:7.4f} {r['init_s']:7.3f} {r['prebuilt_load_init_s']:8.3f} "
-            f"{r['cached_load_init_s']:7.3f} {len(r['subgraphs']):5d}"
+            f"{r['cached_load_init_s']:7.3f} {format_mb(r['byoc_anon_mb']):>7s} "
+            f"{format_mb(r['ort_anon_mb']):>6s} {len(r['subgraphs']):5d}"
         )
     return "\n".join(lines)
 

@@ -21,6 +21,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from bench.memory import format_mb
+
 TARGETS: dict[str, tuple[float, float | None]] = {
     "resnet50": (1.0, 90.0),
     "mobilenetv2": (0.85, None),
@@ -40,6 +42,12 @@ def verdict(row: dict[str, Any]) -> str:
     ok = row["ratio_median"] <= ratio and (pct is None or row["byoc_pct_peak"] >= pct)
     want = f"<= {ratio:.2f}" + (f", >= {pct:.0f} %" if pct is not None else "")
     return f"{'met' if ok else 'not met'} ({want})"
+
+
+def _median_of(rows: list[dict[str, Any]], key: str) -> float | None:
+    """The median of ``key`` over the rows that have it (older files do not)."""
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return statistics.median(values) if values else None
 
 
 def summarize(paths: list[Path]) -> list[dict[str, Any]]:
@@ -63,6 +71,8 @@ def summarize(paths: list[Path]) -> list[dict[str, Any]]:
                 "ratio_max": max(ratios),
                 "byoc_pct_peak": statistics.median(r["byoc_pct_peak"] for r in rows),
                 "ort_pct_peak": statistics.median(r["ort_pct_peak"] for r in rows),
+                "byoc_anon_mb": _median_of(rows, "byoc_anon_mb"),
+                "ort_anon_mb": _median_of(rows, "ort_anon_mb"),
             }
         )
     return out
@@ -75,13 +85,15 @@ def main(argv: list[str] | None = None) -> int:
     rows = summarize(args.files)
     print(
         f"{'model':12s} {'thr':>3s} {'runs':>4s} {'ratio':>6s} {'range':>13s} "
-        f"{'byoc %peak':>10s} {'ort %peak':>9s}  target"
+        f"{'byoc %peak':>10s} {'ort %peak':>9s} {'MB byoc':>7s} {'MB ort':>6s}  target"
     )
     for r in rows:
         print(
             f"{r['model']:12s} {r['threads']:3d} {r['runs']:4d} "
             f"{r['ratio_median']:6.3f} {r['ratio_min']:6.3f}-{r['ratio_max']:6.3f} "
-            f"{r['byoc_pct_peak']:10.1f} {r['ort_pct_peak']:9.1f}  {verdict(r)}"
+            f"{r['byoc_pct_peak']:10.1f} {r['ort_pct_peak']:9.1f} "
+            f"{format_mb(r['byoc_anon_mb']):>7s} {format_mb(r['ort_anon_mb']):>6s}  "
+            f"{verdict(r)}"
         )
     return 0
 

@@ -23,6 +23,7 @@ if not (ROOT / "bench" / "models.py").exists():
         allow_module_level=True,
     )
 sys.path.insert(0, str(ROOT))
+from bench import memory  # noqa: E402
 from bench.models import MODELS, example_inputs  # noqa: E402
 
 REL = 1e-4
@@ -104,3 +105,23 @@ def test_bert_layer_reorders(conv_layout: str) -> None:
     # layer norm into FFN up, and its output back for FFN down.
     assert [s[1][:7] for s in kernels].count("jit_1x1") == 4, steps
     assert len(reorders) == 6, steps
+
+
+def test_bench_memory_measures_each_runtime_in_a_process_of_its_own(
+    tmp_path: Path,
+) -> None:
+    if not Path("/proc/self/smaps_rollup").exists():
+        pytest.skip("no /proc/self/smaps_rollup: the memory columns stay empty")
+    model = MODELS["mlp"](batch=4, width=512, layers=2)
+    feeds = example_inputs(model)
+    mod = byoc.compile(model, backends=["dnnl", "ref"], quiet=True)
+    mod.init()
+    artifact = mod.save(tmp_path / "mlp.byoc", engines=True)
+    onnx_path = tmp_path / "mlp.onnx"
+    onnx_path.write_bytes(model.SerializeToString())
+    weights = 2 * 512 * 512 * 4 / 2**20
+    for kind, path in (("byoc", artifact), ("onnxruntime", onnx_path)):
+        got = memory.measure(kind, path, feeds, 1)
+        assert got is not None
+        # Each holds the (packed) weights; neither is a whole second process.
+        assert weights < got["anon_mb"] <= got["rss_mb"] < 2048, (kind, got)
