@@ -256,6 +256,7 @@ class Builder:
         self.pos = 0
         self.last_use = _last_uses(ir)
         self.hints: dict[int, tuple[int, ...]] = {}
+        self._read: set[int] = set()  # buffers a step reads or writes (a superset)
 
     # -- creation helpers ----------------------------------------------------
 
@@ -482,6 +483,23 @@ class Builder:
         prim = None if self.dry else pd.create()
         scratch = pd.scratchpad_md() if pd.scratchpad_bytes else None
         self.steps.append(Step(prim, args, scratch, label, pd.impl, pd.post_ops))
+        self._read.update(self.slots[s].buffer for _, s in args)
+
+    def release_consts(self, values: Sequence[Value]) -> None:
+        """Drop ``values``' plain arrays: no op after this one reads them.
+
+        A folded weight is packed by the op that reads it and its plain copy
+        is dead from then on; releasing it here, not after lowering, keeps
+        init's peak memory from holding every weight twice. Arrays a step
+        reads as they are (a plain bias) stay.
+        """
+        for v in values:
+            s = self.where.get(v.id)
+            if s is not None and self.slots[s].buffer not in self._read:
+                buf = self.buffers[self.slots[s].buffer]
+                if buf.kind == CONST:
+                    buf.key = None
+            v.const = None
 
     def _run_const_reorder(self, pd: PrimitiveDesc, slot: int, md: MemoryDesc) -> int:
         nbytes = md.nbytes
@@ -642,20 +660,31 @@ def lower(
             raise Decline(f"input {v.name!r} is empty")
         buf = b.buffer(INPUT, 4 * math.prod(v.shape), v.name)
         b.bind(v, b.new_slot(buf, MemoryDesc.plain(v.shape or (1,))))
+    spent = {} if dry else _spent_consts(ir, b.last_use)
     for op in ir.ops:
         if op.fused:
             continue  # lowered when its chain's last op is reached
         host = op.host
-        if host is not None:
-            if op is not host.fused[-1]:
-                continue
-            b.pos = op.index
-            _lower_group(b, host, OPS)
+        if host is not None and op is not host.fused[-1]:
             continue
         b.pos = op.index
-        OPS[op.kind].lower(b, op, NO_EPILOGUE)
+        if host is not None:
+            _lower_group(b, host, OPS)
+        else:
+            OPS[op.kind].lower(b, op, NO_EPILOGUE)
+        b.release_consts(spent.pop(op.index, ()))
     _bind_heads(b)
     return b
+
+
+def _spent_consts(ir: IR, last_use: dict[int, int]) -> dict[int, list[Value]]:
+    """Constants by the position of their last reader (heads never end)."""
+    out: dict[int, list[Value]] = {}
+    for v in ir.values:
+        pos = last_use.get(v.id, NEVER)
+        if v.const is not None and pos != NEVER:
+            out.setdefault(pos, []).append(v)
+    return out
 
 
 def _lower_group(b: Builder, host: Op, ops: Any) -> None:

@@ -10,7 +10,7 @@ from onnx import helper
 
 import byoc
 from byoc_dnnl import handles, passes
-from byoc_dnnl.lowering import CONST
+from byoc_dnnl.lowering import CONST, Builder
 
 from .helpers import graph_model, run_ort
 
@@ -85,6 +85,51 @@ def test_program_keeps_only_constants_a_step_reads() -> None:
     assert live and set(live) <= read
     # The packed weights and the bias, not a second (plain) copy of them.
     assert prog.const_bytes < 1.5 * inits["w"].nbytes
+
+
+def test_folded_weights_die_while_the_next_layers_are_lowered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Peak memory: a layer's plain weights go once it is lowered, not when
+    the whole program is done (else init holds every weight twice)."""
+    w = lambda *s: (R.standard_normal(s) * 0.3).astype(np.float32)  # noqa: E731
+    nodes, inits, x = [], {}, "x"
+    for i in range(3):
+        nodes += [
+            helper.make_node("Conv", [x, f"w{i}"], [f"c{i}"], pads=[1, 1, 1, 1]),
+            helper.make_node(
+                "BatchNormalization",
+                [f"c{i}", f"s{i}", f"b{i}", f"m{i}", f"v{i}"],
+                [f"n{i}"],
+            ),
+            helper.make_node("Relu", [f"n{i}"], [f"r{i}"]),
+        ]
+        inits.update({f"w{i}": w(C, C, 3, 3), f"s{i}": w(C), f"b{i}": w(C)})
+        inits.update({f"m{i}": w(C), f"v{i}": np.abs(w(C)) + 0.5})
+        x = f"r{i}"
+    model = graph_model(nodes, {"x": (1, C, 8, 8)}, [x], inits)
+    weights: list[weakref.ref[np.ndarray]] = []
+    real_const, real_step = passes._new_const, Builder.add_step
+
+    def tracking(ir: object, array: np.ndarray) -> object:
+        if array.ndim == 4:
+            weights.append(weakref.ref(array))
+        return real_const(ir, array)  # type: ignore[arg-type]
+
+    alive_at_conv: list[list[bool]] = []
+
+    def step(self: Builder, pd: object, args: object, label: str) -> None:
+        if label.lower().startswith("conv") and not self.dry:
+            alive_at_conv.append([r() is not None for r in weights])
+        real_step(self, pd, args, label)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(passes, "_new_const", tracking)
+    monkeypatch.setattr(Builder, "add_step", step)
+    options = {"dnnl": {"conv_layout": "native", "tune": False}}
+    byoc.compile(model, backends=["dnnl"], quiet=True, options=options).init()
+    assert len(weights) == 3
+    # One step per fused Conv block (support queries lower dry: not counted).
+    assert alive_at_conv == [[True] * 3, [False, True, True], [False, False, True]]
 
 
 def test_release_free_heap_is_safe_to_call() -> None:
