@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -260,3 +261,55 @@ def test_random_graphs_round_trip_through_msgpack(g):
 
     packed = msgpack.packb(g.to_dict(), use_bin_type=True)
     assert Graph.from_dict(msgpack.unpackb(packed, raw=False)) == g
+
+
+def test_bind_dims_reads_symbolic_sizes_from_input_shapes():
+    g = small_graph()
+    assert g.bind_dims({"x": (3, 4)}) == {"batch": 3}
+    with pytest.raises(ValueError, match="axis 1"):
+        g.bind_dims({"x": (3, 5)})
+    with pytest.raises(ValueError, match="expected"):
+        g.bind_dims({"x": (3, 4, 1)})
+
+
+def test_bind_dims_rejects_one_dim_with_two_sizes():
+    g = Graph(
+        (
+            JSONGraphNode("input", "a", shapes=(("n", 2),), dtypes=("float32",)),
+            JSONGraphNode("input", "b", shapes=(("n", 2),), dtypes=("float32",)),
+            JSONGraphNode(
+                "kernel", "Add", (E(0), E(1)), shapes=(("n", 2),), dtypes=("float32",)
+            ),
+        ),
+        (E(2),),
+    )
+    assert g.bind_dims({"a": (5, 2), "b": (5, 2)}) == {"n": 5}
+    with pytest.raises(ValueError, match="'n' is 5 in one input and 6"):
+        g.bind_dims({"a": (5, 2), "b": (6, 2)})
+
+
+def test_with_dims_specializes_every_shape_and_keeps_the_rest():
+    body = Graph(
+        (
+            JSONGraphNode("input", "i", shapes=(("batch", 4),), dtypes=("float32",)),
+            JSONGraphNode(
+                "kernel", "Relu", (E(0),), shapes=(("batch", 4),), dtypes=("float32",)
+            ),
+        ),
+        (E(1),),
+    )
+    g = small_graph()
+    nodes = (*g.nodes[:3], dataclasses.replace(g.nodes[3], attrs={"body": body}))
+    g = Graph(nodes, g.heads, g.head_names)
+    s = g.with_dims({"batch": 3, "unused": 9})
+    assert [n.shapes for n in s.nodes] == [
+        ((3, 4),),
+        ((4, 4),),
+        ((3, 2), (3, 2)),
+        ((3, 4),),
+    ]
+    assert s.nodes[3].attrs["body"].nodes[1].shapes == ((3, 4),)
+    assert [n.label for n in s.nodes] == [n.label for n in g.nodes]
+    assert s.heads == g.heads and s.head_names == g.head_names
+    assert g.with_dims({}) == g  # nothing bound: the same graph
+    assert Graph.from_json(s.to_json()) == s

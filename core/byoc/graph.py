@@ -159,6 +159,69 @@ class Graph:
         """Shape and dtype of the tensor ``entry`` refers to."""
         return self.nodes[entry.node_id].spec(entry.index)
 
+    # -- shapes -------------------------------------------------------------
+
+    def bind_dims(self, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, int]:
+        """The sizes of the inputs' symbolic dims, read from concrete input shapes.
+
+        ``shapes`` maps input names to the shapes of the arrays given for them.
+        Raises ValueError when an input's rank or a static dim does not match,
+        or when one dim name gets two sizes. Unnamed dims (``"?"``) bind nothing.
+        """
+        dims: dict[str, int] = {}
+        for nid in self.input_ids:
+            node = self.nodes[nid]
+            want, got = node.shapes[0], shapes[node.name]
+            if want is None:
+                continue
+            if len(want) != len(got):
+                raise ValueError(
+                    f"input {node.name!r} has shape {list(got)}; expected {list(want)}"
+                )
+            for axis, (w, g) in enumerate(zip(want, got, strict=True)):
+                if isinstance(w, int):
+                    if w != g:
+                        raise ValueError(
+                            f"input {node.name!r} has shape {list(got)}; "
+                            f"expected {list(want)} (axis {axis})"
+                        )
+                elif w != "?" and dims.setdefault(w, g) != g:
+                    raise ValueError(
+                        f"dim {w!r} is {dims[w]} in one input and {g} in {node.name!r}"
+                    )
+        return dims
+
+    def with_dims(self, dims: Mapping[str, int]) -> Graph:
+        """This graph with the symbolic dims in ``dims`` replaced by their sizes.
+
+        For backends whose engines are built per concrete shape (oneDNN
+        primitives, static TensorRT profiles): bind the sizes with
+        :meth:`bind_dims`, then build for the specialized graph. Dims not in
+        ``dims`` stay symbolic; composite bodies are specialized too.
+        """
+
+        def shape(s: Shape | None) -> Shape | None:
+            if s is None:
+                return None
+            return tuple(dims.get(d, d) if isinstance(d, str) else d for d in s)
+
+        nodes = tuple(
+            JSONGraphNode(
+                n.op,
+                n.name,
+                n.inputs,
+                {
+                    k: v.with_dims(dims) if isinstance(v, Graph) else v
+                    for k, v in n.attrs.items()
+                },
+                tuple(shape(s) for s in n.shapes),
+                n.dtypes,
+                n.label,
+            )
+            for n in self.nodes
+        )
+        return Graph(nodes, self.heads, self.head_names)
+
     @cached_property
     def consumers(self) -> tuple[tuple[int, ...], ...]:
         """For each node, the ids of kernel nodes reading any of its outputs."""

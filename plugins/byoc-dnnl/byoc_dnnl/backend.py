@@ -24,7 +24,9 @@ Options (``byoc.compile(..., options={"dnnl": {...}})`` or ``byoc.load``):
   oneDNN, CPU, threads and options) skips the timing; ``False`` times every
   init and stores nothing;
 * ``cache_dir``: the cache's directory (default: ``$BYOC_DNNL_CACHE_DIR``,
-  else ``dnnl`` in the user cache dir, see :func:`byoc.cache.user_cache_dir`).
+  else ``dnnl`` in the user cache dir, see :func:`byoc.cache.user_cache_dir`);
+* ``max_shapes``: for a subgraph with symbolic dims, how many per-shape
+  engines to keep (default 4; :mod:`byoc_dnnl.dynamic`).
 
 ``export_engine`` stores the layout and the implementations ``init`` chose,
 so an artifact saved with ``engines=True`` loads without timing again; the
@@ -48,7 +50,7 @@ import numpy as np
 import byoc
 from byoc.cache import EngineCache, cache_key, consts_digest, user_cache_dir
 
-from . import _lib, layout
+from . import _lib, dynamic, layout
 from .handles import release_free_heap
 from .ir import IR, Decline, from_graph, from_node_info
 from .lowering import lower
@@ -64,7 +66,15 @@ except PackageNotFoundError:  # running from a source tree
     _VERSION = "0.0.0"
 
 _OPTIONS = frozenset(
-    {"threads", "concurrency", "conv_layout", "tune", "cache", "cache_dir"}
+    {
+        "threads",
+        "concurrency",
+        "conv_layout",
+        "tune",
+        "cache",
+        "cache_dir",
+        "max_shapes",
+    }
 )
 _ENGINE_FORMAT = 2
 _TRIALS: OrderedDict[Any, byoc.Support] = OrderedDict()
@@ -86,16 +96,11 @@ class DnnlBackend(byoc.Backend):
 
     @classmethod
     def supports(cls, node: byoc.NodeInfo) -> byoc.Support:
-        entry = OPS.get(node.op)
-        if entry is None:
+        if node.op not in OPS:
             return no(f"no kernel for {node.op}")
-        answer = entry.check(node)  # op-specific reasons are the most telling
-        if not answer:
-            return answer
-        answer = _generic_check(node)
-        if not answer:
-            return answer
-        return _trial(node)
+        if dynamic.has_symbols(node):
+            return dynamic.symbolic_support(node, _static_support)
+        return _static_support(node)
 
     @classmethod
     def patterns(cls) -> Sequence[byoc.Pattern]:
@@ -103,7 +108,13 @@ class DnnlBackend(byoc.Backend):
 
     # -- engine -------------------------------------------------------------------
 
+    _program: Program | None = None
+    _shapes: dynamic.Specializations | None = None
+
     def init(self, consts: Mapping[str, np.ndarray]) -> None:
+        if _is_symbolic(self.graph):
+            self._init_symbolic(consts, {})
+            return
         cache = decision_cache(self.options)
         if cache is None:
             self._build(consts, None)
@@ -126,6 +137,20 @@ class DnnlBackend(byoc.Backend):
                 return
         self._build(consts, None)
         cache.put(key, self.export_engine(), label=self.symbol)
+
+    def _init_symbolic(
+        self, consts: Mapping[str, np.ndarray], known: Mapping[dynamic.Key, bytes]
+    ) -> None:
+        """Programs come per input shape, at run time (:mod:`byoc_dnnl.dynamic`)."""
+        _check_options(self.options)
+        decision_cache(self.options)  # its options too: fail at init, not at a run
+
+        def make(graph: byoc.Graph) -> DnnlBackend:
+            return DnnlBackend(self.symbol, graph, self.options, self.meta)
+
+        self._shapes = dynamic.Specializations(
+            self.graph, consts, make, _max_shapes(self.options), known
+        )
 
     def _cache_key(self, consts: Mapping[str, np.ndarray]) -> str:
         """Everything init's timed decisions depend on: the subgraph, its
@@ -156,25 +181,7 @@ class DnnlBackend(byoc.Backend):
     ) -> None:
         """Lower the subgraph; ``known`` is a layout choice made before (an
         imported engine), which spares timing both programs."""
-        unknown = sorted(set(self.options) - _OPTIONS)
-        if unknown:
-            raise ValueError(
-                f"unknown dnnl option(s) {unknown}; the options are {sorted(_OPTIONS)}"
-            )
-        threads = _threads_option(self.options)
-        concurrency = self.options.get("concurrency", "pool")
-        if concurrency not in ("pool", "lock"):
-            raise ValueError(
-                f"dnnl option concurrency={concurrency!r}; use 'pool' or 'lock'"
-            )
-        conv_layout = self.options.get("conv_layout", "auto")
-        if conv_layout not in layout.LAYOUTS:
-            raise ValueError(
-                f"dnnl option conv_layout={conv_layout!r}; use one of {layout.LAYOUTS}"
-            )
-        tune = self.options.get("tune", True)
-        if not isinstance(tune, bool):
-            raise ValueError(f"dnnl option tune={tune!r}; use True or False")
+        threads, concurrency, conv_layout, tune = _check_options(self.options)
         lib = _lib.lib()
         # Kernels are chosen for the thread count in force when they are made.
         lib.omp_set_num_threads(threads if threads is not None else lib.default_threads)
@@ -246,15 +253,22 @@ class DnnlBackend(byoc.Backend):
         only valid on the same oneDNN version, CPU and thread count
         (:func:`_fingerprint`).
         """
-        c = self.layout_choice
-        body = {
-            "format": _ENGINE_FORMAT,
-            "machine": _fingerprint(_threads_option(self.options)),
-            "layout": c.layout,
-            "reason": c.reason,
-            "timings_ms": c.timings_ms,
-            "impls": c.impls,
-        }
+        if self._shapes is not None:
+            body: dict[str, Any] = {
+                "format": _ENGINE_FORMAT,
+                "dynamic": True,
+                **self._shapes.export(),
+            }
+        else:
+            c = self.layout_choice
+            body = {
+                "format": _ENGINE_FORMAT,
+                "machine": _fingerprint(_threads_option(self.options)),
+                "layout": c.layout,
+                "reason": c.reason,
+                "timings_ms": c.timings_ms,
+                "impls": c.impls,
+            }
         text = json.dumps(body, sort_keys=True)
         digest = hashlib.sha256(text.encode()).hexdigest()
         return json.dumps({"sha256": digest, "body": body}, sort_keys=True).encode()
@@ -275,6 +289,11 @@ class DnnlBackend(byoc.Backend):
             raise ValueError("dnnl engine blob checksum mismatch")
         if body.get("format") != _ENGINE_FORMAT:
             raise ValueError(f"dnnl engine blob format {body.get('format')!r}")
+        if bool(body.get("dynamic")) != _is_symbolic(self.graph):
+            raise ValueError("dnnl engine blob is for a subgraph of other shapes")
+        if body.get("dynamic"):
+            self._init_symbolic(consts, dynamic.parse_known(body))
+            return
         here = _fingerprint(_threads_option(self.options))
         built = body.get("machine")
         if built != here:
@@ -302,10 +321,18 @@ class DnnlBackend(byoc.Backend):
         self._build(consts, known)
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> Sequence[np.ndarray]:
-        return self._program.run(inputs)
+        program = self._program
+        if program is not None:
+            return program.run(inputs)
+        assert self._shapes is not None, "run before init"
+        return self._shapes.engine_for(inputs).run(inputs)
 
     def describe(self) -> list[tuple[str, str, tuple[str, ...]]]:
-        """(label, oneDNN implementation, post-op kinds) per primitive execution."""
+        """(label, oneDNN implementation, post-op kinds) per primitive execution
+        (symbolic dims: of the engine for the shapes run last)."""
+        if self._shapes is not None:
+            return self._shapes.latest().describe()
+        assert self._program is not None
         return self._program.describe()
 
 
@@ -350,6 +377,55 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def _check_options(options: Mapping[str, Any]) -> tuple[int | None, str, str, bool]:
+    """The engine options (threads, concurrency, conv_layout, tune), validated."""
+    unknown = sorted(set(options) - _OPTIONS)
+    if unknown:
+        raise ValueError(
+            f"unknown dnnl option(s) {unknown}; the options are {sorted(_OPTIONS)}"
+        )
+    threads = _threads_option(options)
+    concurrency = options.get("concurrency", "pool")
+    if concurrency not in ("pool", "lock"):
+        raise ValueError(
+            f"dnnl option concurrency={concurrency!r}; use 'pool' or 'lock'"
+        )
+    conv_layout = options.get("conv_layout", "auto")
+    if conv_layout not in layout.LAYOUTS:
+        raise ValueError(
+            f"dnnl option conv_layout={conv_layout!r}; use one of {layout.LAYOUTS}"
+        )
+    tune = options.get("tune", True)
+    if not isinstance(tune, bool):
+        raise ValueError(f"dnnl option tune={tune!r}; use True or False")
+    _max_shapes(options)
+    return threads, concurrency, conv_layout, tune
+
+
+def _max_shapes(options: Mapping[str, Any]) -> int:
+    value = options.get("max_shapes", dynamic.MAX_SHAPES)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"dnnl option max_shapes={value!r}; use a positive integer")
+    return value
+
+
+def _is_symbolic(graph: byoc.Graph) -> bool:
+    return any(
+        not n.spec(i).is_static for n in graph.nodes for i in range(n.num_outputs)
+    )
+
+
+def _static_support(info: byoc.NodeInfo) -> byoc.Support:
+    """The op's own check, the generic one, then a dry lowering."""
+    answer = OPS[info.op].check(info)  # op-specific reasons are the most telling
+    if not answer:
+        return answer
+    answer = _generic_check(info)
+    if not answer:
+        return answer
+    return _trial(info)
 
 
 def _threads_option(options: Mapping[str, Any]) -> int | None:

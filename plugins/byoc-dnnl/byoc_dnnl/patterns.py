@@ -55,8 +55,8 @@ def check_gelu_erf(infos: Sequence[byoc.NodeInfo]) -> byoc.Support:
         for spec in (*info.inputs, *info.outputs):
             if spec is not None and spec.dtype != "float32":
                 return byoc.Support.no("dnnl: GELU pattern needs float32")
-        if not info.outputs[0].is_static:
-            return byoc.Support.no("dnnl: GELU pattern needs static shapes")
+        if info.outputs[0].shape is None:
+            return byoc.Support.no("dnnl: GELU pattern needs known ranks")
     cpos = 1 if head.op == "Div" or 1 in head.consts else 0
     xpos = 1 - cpos
     if xpos in head.consts or cpos not in head.consts:

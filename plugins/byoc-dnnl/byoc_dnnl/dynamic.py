@@ -1,0 +1,233 @@
+"""Symbolic dims: claimed at compile time by probing, built per shape at run time.
+
+Exported models usually leave the batch (and often the sequence) dims
+symbolic, and oneDNN primitives are made for one shape. So dnnl:
+
+* claims a node with symbolic dims (:func:`symbolic_support`) when its static
+  checks pass with every symbolic dim set to each of :data:`PROBES`, and its
+  outputs carry no dim its inputs do not (``unk__0`` from a ``Reshape(-1)``,
+  ``"?"``): every dim of a claimed subgraph is then fixed by the shapes of
+  the subgraph's inputs;
+* builds, at the first run with new input shapes, an ordinary static engine
+  for the subgraph with those sizes (:class:`Specializations`), and keeps the
+  last ``max_shapes`` of them. Each is built like any engine: timed (or read
+  from the decision cache, whose key includes the sizes) and with its own
+  packed weights, so every new shape costs one ``init`` and its memory.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+import byoc
+
+if TYPE_CHECKING:
+    from .backend import DnnlBackend
+
+PROBES = (2, 3)
+"""Sizes every symbolic dim takes, in turn, when a node's support is checked.
+
+Two sizes, neither 1: a size-1 dim broadcasts, and a node whose checks pass
+only for it (a constant Reshape to a fixed batch) is not batch-polymorphic.
+"""
+MAX_SHAPES = 4
+"""Default of the ``max_shapes`` option: specializations kept per engine."""
+
+
+def has_symbols(info: byoc.NodeInfo) -> bool:
+    """True when a tensor of ``info`` has a non-integer dim or an unknown rank."""
+    return any(s is not None and not s.is_static for s in (*info.inputs, *info.outputs))
+
+
+def symbolic_support(
+    info: byoc.NodeInfo, static_support: Callable[[byoc.NodeInfo], byoc.Support]
+) -> byoc.Support:
+    """Whether dnnl runs ``info`` for every size of its symbolic dims (see above)."""
+    seen = {d for s in info.inputs if s is not None for d in s.shape or () if _sym(d)}
+    made = {d for s in info.outputs for d in s.shape or () if _sym(d)}
+    if not seen:  # static inputs, unknown outputs: the static checks say why
+        return static_support(info)
+    if "?" in seen | made:
+        return byoc.Support.no(f"dnnl: {info.op} has a dim of unknown size ('?')")
+    if made - seen:
+        return byoc.Support.no(
+            f"dnnl: {info.op} output dims {sorted(made - seen)} are not dims of its "
+            "inputs, so an engine could not size them from its input shapes"
+        )
+    # The op's own reasons before the unknown rank: they say more.
+    for size in PROBES:
+        answer = static_support(probe(info, size))
+        if not answer:
+            return byoc.Support.no(
+                f"{answer.reason} (with the symbolic dims {sorted(seen)} = {size})"
+            )
+    specs = [s for s in (*info.inputs, *info.outputs) if s is not None]
+    if any(s.shape is None for s in specs):
+        return byoc.Support.no(f"dnnl: {info.op} has a tensor of unknown rank")
+    return byoc.Support.yes()
+
+
+def probe(info: byoc.NodeInfo, size: int) -> byoc.NodeInfo:
+    """``info`` with every symbolic dim set to ``size``."""
+
+    def fix(spec: byoc.TensorSpec | None) -> byoc.TensorSpec | None:
+        if spec is None or spec.shape is None:
+            return spec
+        shape = tuple(size if _sym(d) else d for d in spec.shape)
+        return byoc.TensorSpec(shape, spec.dtype)
+
+    return byoc.NodeInfo(
+        info.node,
+        tuple(fix(s) for s in info.inputs),
+        tuple(fix(s) for s in info.outputs),  # type: ignore[misc]
+        info.consts,
+        info.node_id,
+    )
+
+
+def _sym(d: object) -> bool:
+    return not isinstance(d, int)
+
+
+Key = tuple[tuple[str, int], ...]
+
+
+class Specializations:
+    """The static engines of one symbolic subgraph, one per set of dim sizes.
+
+    ``make(graph)`` creates an engine (not yet built) for a specialized graph;
+    ``known`` holds exported engines by dim sizes (from an artifact's engine
+    blob), imported instead of built when their sizes first come. Thread-safe:
+    a lock guards the table and the builds (a build holds back other new
+    shapes, never runs on engines already built); a run with the shapes of
+    the previous run takes no lock.
+    """
+
+    def __init__(
+        self,
+        graph: byoc.Graph,
+        consts: Mapping[str, np.ndarray],
+        make: Callable[[byoc.Graph], DnnlBackend],
+        max_shapes: int,
+        known: Mapping[Key, bytes] | None = None,
+    ) -> None:
+        self.graph = graph
+        self._consts = consts
+        self._make = make
+        self.max_shapes = max_shapes
+        self._known: dict[Key, bytes] = dict(known or {})
+        # Where the sizes are: (input name, axis) of every symbolic input dim.
+        self._axes = tuple(
+            (graph.nodes[i].name, axis)
+            for i in graph.input_ids
+            for axis, d in enumerate(graph.nodes[i].shapes[0] or ())
+            if _sym(d)
+        )
+        self.built: OrderedDict[tuple[int, ...], tuple[Key, DnnlBackend]] = (
+            OrderedDict()
+        )
+        """Sizes at ``_axes`` -> (dim sizes by name, engine); least recent first."""
+        self._last: tuple[int, ...] | None = None
+        self.builds = 0
+        """How many engines were built or imported (evictions make repeats)."""
+        self._lock = threading.Lock()
+
+    def engine_for(self, inputs: Mapping[str, np.ndarray]) -> DnnlBackend:
+        """The engine for the shapes of ``inputs``, built on first use."""
+        sizes = tuple(inputs[name].shape[axis] for name, axis in self._axes)
+        if sizes == self._last:
+            found = self.built.get(sizes)
+            if found is not None:
+                return found[1]
+        with self._lock:
+            found = self.built.get(sizes)
+            if found is None:
+                dims = self.graph.bind_dims({n: a.shape for n, a in inputs.items()})
+                key = tuple(sorted(dims.items()))
+                found = (key, self._build(key, dims))
+                self.built[sizes] = found
+                while len(self.built) > self.max_shapes:
+                    self.built.popitem(last=False)
+            self.built.move_to_end(sizes)
+            self._last = sizes
+            return found[1]
+
+    def latest(self) -> DnnlBackend:
+        """The engine used last (for introspection); LookupError before any run."""
+        with self._lock:
+            if not self.built:
+                raise LookupError(
+                    "this dnnl engine has symbolic dims and has not run yet: "
+                    "its programs are built per input shape, at the first run"
+                )
+            return next(reversed(self.built.values()))[1]
+
+    def _build(self, key: Key, dims: Mapping[str, int]) -> DnnlBackend:
+        graph = self.graph.with_dims(dims)
+        left = sorted(
+            {d for n in graph.nodes for s in n.shapes if s for d in s if _sym(d)}
+        )
+        if left:
+            raise ValueError(
+                f"dims {left} are not fixed by the subgraph's input shapes {dict(dims)}"
+            )
+        engine = self._make(graph)
+        blob = self._known.get(key)
+        self.builds += 1
+        if blob is not None:
+            try:
+                engine.import_engine(blob, self._consts)
+                return engine
+            except ValueError as exc:
+                warnings.warn(
+                    f"dnnl engine for {dict(dims)} in the artifact is unusable "
+                    f"({exc}); building it",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+                engine = self._make(graph)
+        engine.init(self._consts)
+        return engine
+
+    def export(self) -> dict[str, Any]:
+        """Every specialization's exported decisions (built ones and carried)."""
+        with self._lock:
+            blobs = dict(self._known)
+            for key, engine in self.built.values():
+                blobs[key] = engine.export_engine()
+        return {
+            "shapes": [[dict(key), blob.decode("utf-8")] for key, blob in blobs.items()]
+        }
+
+
+def parse_known(body: Mapping[str, Any]) -> dict[Key, bytes]:
+    """The per-shape blobs of an exported symbolic engine (inverse of export)."""
+    shapes = body.get("shapes")
+    if not isinstance(shapes, list):
+        raise ValueError("dnnl symbolic engine blob has no shape list")
+    known: dict[Key, bytes] = {}
+    for item in shapes:
+        if not (isinstance(item, list) and len(item) == 2):
+            raise ValueError("dnnl symbolic engine blob entry is not a pair")
+        dims, blob = item
+        if not isinstance(dims, dict) or not isinstance(blob, str):
+            raise ValueError("dnnl symbolic engine blob entry has bad types")
+        if not all(
+            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+            for k, v in dims.items()
+        ):
+            raise ValueError("dnnl symbolic engine blob has bad dim sizes")
+        known[tuple(sorted(dims.items()))] = blob.encode("utf-8")
+    return known
+
+
+def dumps(body: Mapping[str, Any]) -> bytes:
+    """The exported blob's bytes (sorted keys: the same engines, the same bytes)."""
+    return json.dumps(body, sort_keys=True).encode()
