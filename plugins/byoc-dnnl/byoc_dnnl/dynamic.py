@@ -5,9 +5,10 @@ symbolic, and oneDNN primitives are made for one shape. So dnnl:
 
 * claims a node with symbolic dims (:func:`symbolic_support`) when its static
   checks pass with every symbolic dim set to each of :data:`PROBES`, and its
-  outputs carry no dim its inputs do not (``unk__0`` from a ``Reshape(-1)``,
-  ``"?"``): every dim of a claimed subgraph is then fixed by the shapes of
-  the subgraph's inputs;
+  outputs carry no dim its inputs do not fix: a new name (ONNX's ``unk__0``)
+  only from a Reshape to a constant shape, whose sizes :func:`reshape_shape`
+  computes, never ``"?"``. Every dim of a claimed subgraph is then fixed by
+  the shapes of the subgraph's inputs;
 * builds, at the first run with new input shapes, an ordinary static engine
   for the subgraph with those sizes (:class:`Specializations`), and keeps the
   last ``max_shapes`` of them. Each is built like any engine: timed (or read
@@ -18,10 +19,11 @@ symbolic, and oneDNN primitives are made for one shape. So dnnl:
 from __future__ import annotations
 
 import json
+import math
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -56,7 +58,7 @@ def symbolic_support(
         return static_support(info)
     if "?" in seen | made:
         return byoc.Support.no(f"dnnl: {info.op} has a dim of unknown size ('?')")
-    if made - seen:
+    if made - seen and not _sizes_its_output(info):
         return byoc.Support.no(
             f"dnnl: {info.op} output dims {sorted(made - seen)} are not dims of its "
             "inputs, so an engine could not size them from its input shapes"
@@ -75,7 +77,8 @@ def symbolic_support(
 
 
 def probe(info: byoc.NodeInfo, size: int) -> byoc.NodeInfo:
-    """``info`` with every symbolic dim set to ``size``."""
+    """``info`` with every symbolic dim set to ``size`` (a Reshape's output
+    computed from its probed input, as its sizes will be at run time)."""
 
     def fix(spec: byoc.TensorSpec | None) -> byoc.TensorSpec | None:
         if spec is None or spec.shape is None:
@@ -83,13 +86,85 @@ def probe(info: byoc.NodeInfo, size: int) -> byoc.NodeInfo:
         shape = tuple(size if _sym(d) else d for d in spec.shape)
         return byoc.TensorSpec(shape, spec.dtype)
 
+    inputs = tuple(fix(s) for s in info.inputs)
+    outputs = tuple(fix(s) for s in info.outputs)
+    x = inputs[0] if inputs else None
+    if _sizes_its_output(info) and x is not None and x.shape is not None:
+        try:
+            y = reshape_shape(x.shape, _target(info), _allowzero(info.attrs))  # type: ignore[arg-type]
+            outputs = (byoc.TensorSpec(y, info.outputs[0].dtype),)
+        except ValueError:
+            pass  # the static check refuses the sizes as given
     return byoc.NodeInfo(
         info.node,
-        tuple(fix(s) for s in info.inputs),
-        tuple(fix(s) for s in info.outputs),  # type: ignore[misc]
+        inputs,
+        outputs,  # type: ignore[arg-type]
         info.consts,
         info.node_id,
     )
+
+
+def reshape_shape(
+    x: Sequence[int], target: Sequence[int], allowzero: bool
+) -> tuple[int, ...]:
+    """ONNX Reshape's output shape: 0 copies the input's dim (unless
+    ``allowzero``), one -1 takes what is left; ValueError if none fits."""
+    out = [
+        x[i] if t == 0 and not allowzero and i < len(x) else int(t)
+        for i, t in enumerate(target)
+    ]
+    if out.count(-1) > 1 or any(d < -1 for d in out):
+        raise ValueError(f"Reshape to {list(target)}")
+    total = math.prod(x)
+    if -1 in out:
+        rest = math.prod(d for d in out if d != -1)
+        if rest == 0 or total % rest:
+            raise ValueError(f"Reshape of {list(x)} to {list(target)}")
+        out[out.index(-1)] = total // rest
+    if math.prod(out) != total:
+        raise ValueError(f"Reshape of {list(x)} to {list(target)}")
+    return tuple(out)
+
+
+def bind_reshaped(
+    graph: byoc.Graph, dims: Mapping[str, int], consts: Mapping[str, np.ndarray]
+) -> dict[str, int]:
+    """``dims`` plus the sizes of the dims Reshapes to constant shapes invent.
+
+    The graph's other ops invent none (:func:`symbolic_support`), so one walk
+    in graph order sizes every Reshape's input before the Reshape.
+    """
+    out = dict(dims)
+    for node in graph.nodes:
+        shape = node.shapes[0] if node.op == "kernel" and node.shapes else None
+        if node.name != "Reshape" or not shape or all(not _sym(d) for d in shape):
+            continue
+        x = [
+            d if isinstance(d, int) else out.get(d)
+            for d in graph.spec(node.inputs[0]).shape or ()
+        ]
+        target_node = graph.nodes[node.inputs[1].node_id]
+        if target_node.op != "const" or None in x:
+            continue  # not one the rules let in: the caller reports what is left
+        target = np.asarray(consts[target_node.name]).reshape(-1).tolist()
+        sizes = reshape_shape(x, target, _allowzero(node.attrs))  # type: ignore[arg-type]
+        for d, n in zip(shape, sizes, strict=True):
+            if isinstance(d, str) and out.setdefault(d, n) != n:
+                raise ValueError(f"dim {d!r} is {out[d]} and {n}")
+    return out
+
+
+def _sizes_its_output(info: byoc.NodeInfo) -> bool:
+    """A Reshape to a constant shape: its new dims are computed from its input."""
+    return info.op == "Reshape" and 1 in info.consts
+
+
+def _target(info: byoc.NodeInfo) -> list[int]:
+    return np.asarray(info.consts[1]).reshape(-1).tolist()
+
+
+def _allowzero(attrs: Mapping[str, Any]) -> bool:
+    return bool(attrs.get("allowzero", 0))
 
 
 def _sym(d: object) -> bool:
@@ -170,7 +245,7 @@ class Specializations:
             return next(reversed(self.built.values()))[1]
 
     def _build(self, key: Key, dims: Mapping[str, int]) -> DnnlBackend:
-        graph = self.graph.with_dims(dims)
+        graph = self.graph.with_dims(bind_reshaped(self.graph, dims, self._consts))
         left = sorted(
             {d for n in graph.nodes for s in n.shapes if s for d in s if _sym(d)}
         )

@@ -194,23 +194,53 @@ def test_describe_before_any_run_says_why() -> None:
     assert engine.describe()  # type: ignore[attr-defined]
 
 
-def test_a_reshape_that_invents_a_dim_is_declined_with_the_reason() -> None:
-    shape = np.array([-1, 8 * 6 * 6], np.int64)
+@pytest.mark.parametrize("target", [[-1, 8 * 6 * 6], [0, -1], [-1, 8, 36]])
+def test_a_reshape_to_a_constant_shape_is_sized_at_run_time(target: list[int]) -> None:
+    """ONNX names the Reshape's new dim unk__0; the engine computes its size."""
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1]),
+        helper.make_node("Reshape", ["a", "shape"], ["r"]),
+        helper.make_node("Relu", ["r"], ["y"]),
+    ]
+    inits = {"w1": w(8, 3, 3, 3), "shape": np.array(target, np.int64)}
+    model = graph_model(nodes, {"x": ("N", 3, 6, 6)}, ["y"], inits)
+    mod = byoc.compile(model, backends=["dnnl", "ref"], quiet=True)
+    assert [r.backend for r in mod.subgraphs] == ["dnnl"], mod.explain()
+    for n in (1, 3):
+        feeds = _x(n, 3, 6, 6)
+        assert_close(mod.run(feeds)["y"], run_ort(model, feeds)[0], 1e-4, f"N={n}")
+
+
+def test_a_concat_along_a_symbolic_dim_is_declined_with_the_reason() -> None:
     model = graph_model(
         [
-            helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1]),
-            helper.make_node("Reshape", ["a", "shape"], ["y"]),
+            helper.make_node("Relu", ["x"], ["a"]),
+            helper.make_node("Concat", ["a", "z"], ["y"], axis=0),
         ],
-        {"x": ("N", 3, 6, 6)},
+        {"x": ("N", 4), "z": ("M", 4)},
         ["y"],
-        {"w1": w(8, 3, 3, 3), "shape": shape},
+        {},
     )
     mod = byoc.compile(model, backends=["dnnl", "ref"], quiet=True)
     reasons = mod.explain()
-    assert "are not dims of its inputs" in reasons, reasons
+    assert "dnnl: Concat output dims ['unk__0'] are not dims of its inputs" in reasons
     assert [r.backend for r in mod.subgraphs] == ["dnnl", "ref"], mod.placement()
-    feeds = _x(3, 3, 6, 6)
+    feeds = {**_x(2, 4), "z": R.standard_normal((3, 4)).astype(np.float32)}
     assert_close(mod.run(feeds)["y"], run_ort(model, feeds)[0], 1e-4)
+
+
+def test_reshape_shape_follows_onnx() -> None:
+    assert dynamic.reshape_shape((2, 3, 4), [0, -1], False) == (2, 12)
+    assert dynamic.reshape_shape((2, 3, 4), [-1, 4], False) == (6, 4)
+    assert dynamic.reshape_shape((0, 3), [0, 3], True) == (0, 3)
+    for x, target in (
+        ((2, 3), [-1, -1]),
+        ((2, 3), [4, -1]),
+        ((2, 3), [5]),
+        ((2, 3), [-2, 3]),
+    ):
+        with pytest.raises(ValueError):
+            dynamic.reshape_shape(x, target, False)
 
 
 def _info(ins: list[tuple], outs: list[tuple]) -> byoc.NodeInfo:
