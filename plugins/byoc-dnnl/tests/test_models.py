@@ -125,3 +125,32 @@ def test_bench_memory_measures_each_runtime_in_a_process_of_its_own(
         assert got is not None
         # Each holds the (packed) weights; neither is a whole second process.
         assert weights < got["anon_mb"] <= got["rss_mb"] < 2048, (kind, got)
+
+
+def test_bert_layer_with_symbolic_batch_and_sequence_runs_on_dnnl() -> None:
+    """As exporters write it: batch and sequence symbolic, the head split's
+    Reshapes copying them (0) from their input."""
+    from onnx import TensorProto, numpy_helper
+
+    model = MODELS["bert_layer"]()
+    for t in model.graph.initializer:
+        if (
+            t.data_type == TensorProto.INT64
+            and len(t.dims) == 1
+            and t.dims[0] in (3, 4)
+        ):
+            a = numpy_helper.to_array(t).copy()
+            a[:2] = 0
+            t.CopyFrom(numpy_helper.from_array(a, t.name))
+    for vi in (*model.graph.input, *model.graph.output):
+        vi.type.tensor_type.shape.dim[0].dim_param = "B"
+        vi.type.tensor_type.shape.dim[1].dim_param = "S"
+    del model.graph.value_info[:]
+    opts = {"dnnl": {"tune": False, "conv_layout": "native"}}
+    mod = byoc.compile(model, backends=["dnnl", "ref"], quiet=True, options=opts)
+    assert [r.backend for r in mod.subgraphs] == ["dnnl"], mod.explain()
+    name = model.graph.input[0].name
+    for b, s in ((2, 16), (1, 7)):
+        x = np.random.default_rng(b * s).standard_normal((b, s, 768)).astype("float32")
+        got = next(iter(mod.run({name: x}).values()))
+        assert_close(got, run_ort(model, {name: x})[0], REL, f"B={b} S={s}")
