@@ -121,3 +121,13 @@ def test_target_means_one_backend_and_no_fallback(
     assert main(["compile", str(path), "--target", "accel"]) == 2
     err = capsys.readouterr().err
     assert "no selected backend runs" in err and "accel: no kernel for Exp" in err
+
+
+def test_demo_times_the_runtimes_in_alternating_blocks():
+    from byoc.demo import interleaved_ms
+
+    calls: list[str] = []
+    a, b = interleaved_ms([lambda: calls.append("a"), lambda: calls.append("b")], 12)
+    assert a >= 0 and b >= 0
+    # blocks of one untimed and up to five timed calls, twelve timed each
+    assert "".join(calls) == "a" * 6 + "b" * 6 + "a" * 6 + "b" * 6 + "aaa" + "bbb"
