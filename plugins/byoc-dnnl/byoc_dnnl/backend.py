@@ -53,7 +53,7 @@ from byoc.cache import EngineCache, cache_key, consts_digest, user_cache_dir
 from . import _lib, dynamic, layout
 from .handles import release_free_heap
 from .ir import IR, Decline, from_graph, from_node_info
-from .lowering import lower
+from .lowering import PackedWeights, lower
 from .ops import OPS, no
 from .passes import fuse
 from .patterns import patterns as _patterns
@@ -110,6 +110,8 @@ class DnnlBackend(byoc.Backend):
 
     _program: Program | None = None
     _shapes: dynamic.Specializations | None = None
+    _packed: PackedWeights | None = None
+    """Shared with the other per-shape engines of a symbolic subgraph."""
 
     def init(self, consts: Mapping[str, np.ndarray]) -> None:
         if _is_symbolic(self.graph):
@@ -145,8 +147,12 @@ class DnnlBackend(byoc.Backend):
         _check_options(self.options)
         decision_cache(self.options)  # its options too: fail at init, not at a run
 
+        packed = PackedWeights()
+
         def make(graph: byoc.Graph) -> DnnlBackend:
-            return DnnlBackend(self.symbol, graph, self.options, self.meta)
+            engine = DnnlBackend(self.symbol, graph, self.options, self.meta)
+            engine._packed = packed
+            return engine
 
         self._shapes = dynamic.Specializations(
             self.graph, consts, make, _max_shapes(self.options), known
@@ -193,7 +199,7 @@ class DnnlBackend(byoc.Backend):
 
         def program(ir: IR, conv_tag: int | None, tuner: Tuner | None) -> Program:
             prog = Program(
-                lower(ir, conv_tag=conv_tag, tuner=tuner),
+                lower(ir, conv_tag=conv_tag, tuner=tuner, packed=self._packed),
                 [v.name for v in ir.inputs],
                 [v.shape for v in ir.heads],
                 threads=threads,

@@ -21,7 +21,9 @@ constant, which is how weights are packed into blocked formats exactly once.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -226,6 +228,39 @@ NO_EPILOGUE = Epilogue()
 LowerFn = Callable[["Builder", Op, Epilogue], None]
 
 
+class PackedWeights:
+    """Packed constants that programs of one subgraph share, by content.
+
+    The engines a symbolic subgraph builds per input shape pack the same
+    weights, mostly into the same layouts: with this store, each packing is
+    made once and held while any program uses it (weak references). Keyed by
+    a SHA-256 of the plain bytes (folded weights are recomputed per program)
+    and both memory descs.
+    """
+
+    def __init__(self) -> None:
+        self._arrays: weakref.WeakValueDictionary[str, np.ndarray] = (
+            weakref.WeakValueDictionary()
+        )
+
+    def key(self, plain: np.ndarray, src: MemoryDesc, dst: MemoryDesc) -> str:
+        """What makes two packings the same: the bytes and both layouts."""
+        flat = np.ascontiguousarray(plain).reshape(-1).view(np.uint8)
+        digest = hashlib.sha256(flat.data).hexdigest()
+        return f"{digest} {src!r} {dst!r}"
+
+    def get(self, key: str) -> np.ndarray | None:
+        """The packed array for ``key``, if a program still holds it."""
+        return self._arrays.get(key)
+
+    def put(self, key: str, packed: np.ndarray) -> None:
+        """Share ``packed`` (a fresh packing) under ``key``."""
+        self._arrays[key] = packed
+
+    def __len__(self) -> int:
+        return len(self._arrays)
+
+
 class Builder:
     """Collects buffers, slots and steps while ops are lowered in order."""
 
@@ -236,12 +271,15 @@ class Builder:
         dry: bool = False,
         conv_tag: int | None = None,
         tuner: Tuner | None = None,
+        packed: PackedWeights | None = None,
     ) -> None:
         self.ir = ir
         self.dry = dry
         self.conv_tag = conv_tag
         """A blocked ``dnnl_format_tag_t`` for 2-D convolutions (None: "any")."""
         self.tuner = tuner
+        self.packed = packed
+        """Packed constants shared with other programs (None: not shared)."""
         """Picks among oneDNN's implementations (None: always oneDNN's first)."""
         self.lib = _lib.lib()
         self.buffers: list[Buffer] = []
@@ -506,9 +544,15 @@ class Builder:
         if self.dry:
             buf = self.buffer(CONST, nbytes, None)
             return self.new_slot(buf, md)
-        out = aligned_empty(nbytes)
         src = self.slots[slot]
         arr = self.buffers[src.buffer].key
+        key = None
+        if self.packed is not None:
+            key = self.packed.key(arr, src.md, md)
+            shared = self.packed.get(key)
+            if shared is not None:
+                return self.new_slot(self.buffer(CONST, nbytes, shared), md)
+        out = aligned_empty(nbytes)
         m_src = Memory(src.md, arr.ctypes.data)
         m_dst = Memory(md, out.ctypes.data)
         prim = pd.create()
@@ -523,6 +567,8 @@ class Builder:
             )
         self.lib.primitive_execute(prim.h, self._stream.h, len(args), args)
         self.lib.stream_wait(self._stream.h)
+        if key is not None and self.packed is not None:
+            self.packed.put(key, out)
         buf = self.buffer(CONST, nbytes, out)
         return self.new_slot(buf, md)
 
@@ -648,11 +694,12 @@ def lower(
     dry: bool = False,
     conv_tag: int | None = None,
     tuner: Tuner | None = None,
+    packed: PackedWeights | None = None,
 ) -> Builder:
     """Lower every op of ``ir`` (fused groups at their last member) and the heads."""
     from .ops import OPS
 
-    b = Builder(ir, dry=dry, conv_tag=conv_tag, tuner=tuner)
+    b = Builder(ir, dry=dry, conv_tag=conv_tag, tuner=tuner, packed=packed)
     if not dry:
         plan_layouts(b, ir)
     for v in ir.inputs:

@@ -275,3 +275,22 @@ def test_symbolic_support_rules() -> None:
     assert (
         not refused and refused.reason == "dnnl: no (with the symbolic dims ['N'] = 3)"
     )
+
+
+def test_engines_of_several_shapes_share_their_packed_weights() -> None:
+    """Each shape's engine packs the weights again only where the layout differs."""
+    opts = {"dnnl": {"tune": False, "conv_layout": "native"}}
+    mod = byoc.compile(_cnn(), backends=["dnnl"], quiet=True, options=opts)
+    for n in (2, 3):
+        mod.run(_x(n, 3, 12, 12))
+    programs = [e._program for _, e in _shapes(mod).built.values()]
+
+    def packed(program: object) -> dict[int, np.ndarray]:
+        return {
+            id(b.key): b.key
+            for b in program.buffers  # type: ignore[attr-defined]
+            if b.kind == "const" and b.key is not None and b.key.nbytes > 1000
+        }
+
+    first, second = (packed(p) for p in programs)
+    assert first and set(first) == set(second)  # the very same arrays
