@@ -8,7 +8,11 @@ symbolic, and oneDNN primitives are made for one shape. So dnnl:
   outputs carry no dim its inputs do not fix: a new name (ONNX's ``unk__0``)
   only from a Reshape to a constant shape, whose sizes :func:`reshape_shape`
   computes, never ``"?"``. Every dim of a claimed subgraph is then fixed by
-  the shapes of the subgraph's inputs;
+  the shapes of the subgraph's inputs. A Reshape whose shape is computed at
+  run time (exporters' ``Shape -> Gather -> Concat``, which byoc folds into a
+  host value) is claimed when its output's dims are all dims of its input:
+  its engine reads the shape's values at run time and builds with them as a
+  constant;
 * builds, at the first run with new input shapes, an ordinary static engine
   for the subgraph with those sizes (:class:`Specializations`), and keeps the
   last ``max_shapes`` of them. Each is built like any engine: timed (or read
@@ -80,28 +84,26 @@ def probe(info: byoc.NodeInfo, size: int) -> byoc.NodeInfo:
     """``info`` with every symbolic dim set to ``size`` (a Reshape's output
     computed from its probed input, as its sizes will be at run time)."""
 
-    def fix(spec: byoc.TensorSpec | None) -> byoc.TensorSpec | None:
-        if spec is None or spec.shape is None:
+    def fix(spec: byoc.TensorSpec) -> byoc.TensorSpec:
+        if spec.shape is None:
             return spec
         shape = tuple(size if _sym(d) else d for d in spec.shape)
         return byoc.TensorSpec(shape, spec.dtype)
 
-    inputs = tuple(fix(s) for s in info.inputs)
+    inputs = tuple(None if s is None else fix(s) for s in info.inputs)
     outputs = tuple(fix(s) for s in info.outputs)
-    x = inputs[0] if inputs else None
-    if _sizes_its_output(info) and x is not None and x.shape is not None:
+    consts = info.consts
+    x, y = (inputs[0] if inputs else None), (outputs[0] if outputs else None)
+    if _runtime_shape(info) and y is not None and y.shape is not None:
+        # What the shape input will hold at run time: the output's sizes.
+        consts = {**consts, 1: np.array(y.shape, np.int64)}
+    elif _sizes_its_output(info) and x is not None and x.shape is not None:
         try:
-            y = reshape_shape(x.shape, _target(info), _allowzero(info.attrs))  # type: ignore[arg-type]
-            outputs = (byoc.TensorSpec(y, info.outputs[0].dtype),)
+            sizes = reshape_shape(x.shape, _target(info), _allowzero(info.attrs))  # type: ignore[arg-type]
+            outputs = (byoc.TensorSpec(sizes, info.outputs[0].dtype),)
         except ValueError:
             pass  # the static check refuses the sizes as given
-    return byoc.NodeInfo(
-        info.node,
-        inputs,
-        outputs,  # type: ignore[arg-type]
-        info.consts,
-        info.node_id,
-    )
+    return byoc.NodeInfo(info.node, inputs, outputs, consts, info.node_id)
 
 
 def reshape_shape(
@@ -159,6 +161,43 @@ def _sizes_its_output(info: byoc.NodeInfo) -> bool:
     return info.op == "Reshape" and 1 in info.consts
 
 
+def _runtime_shape(info: byoc.NodeInfo) -> bool:
+    """A Reshape whose shape arrives at run time (a subgraph input: dnnl runs
+    no int64 op), as a 1-D int64 tensor of known length."""
+    if info.op != "Reshape" or 1 in info.consts or len(info.inputs) < 2:
+        return False
+    spec = info.inputs[1]
+    return (
+        spec is not None
+        and spec.dtype == "int64"
+        and spec.shape is not None
+        and len(spec.shape) == 1
+        and isinstance(spec.shape[0], int)
+    )
+
+
+def freeze_inputs(
+    graph: byoc.Graph, values: Mapping[str, np.ndarray]
+) -> tuple[byoc.Graph, dict[str, np.ndarray]]:
+    """``graph`` with the inputs in ``values`` turned into constants, and those
+    constants by name (:data:`FROZEN` + the input's name)."""
+    consts: dict[str, np.ndarray] = {}
+    nodes = []
+    for node in graph.nodes:
+        if node.op == "input" and node.name in values:
+            key = FROZEN + node.name
+            consts[key] = np.asarray(values[node.name])
+            node = byoc.JSONGraphNode(
+                "const", key, shapes=node.shapes, dtypes=node.dtypes, label=node.label
+            )
+        nodes.append(node)
+    return byoc.Graph(tuple(nodes), graph.heads, graph.head_names), consts
+
+
+FROZEN = "byoc_dnnl.input:"
+"""Prefix of the constants :func:`freeze_inputs` makes from run-time inputs."""
+
+
 def _target(info: byoc.NodeInfo) -> list[int]:
     return np.asarray(info.consts[1]).reshape(-1).tolist()
 
@@ -205,18 +244,29 @@ class Specializations:
             for axis, d in enumerate(graph.nodes[i].shapes[0] or ())
             if _sym(d)
         )
-        self.built: OrderedDict[tuple[int, ...], tuple[Key, DnnlBackend]] = (
+        # Run-time shapes (int64 inputs: dnnl claims no int64 op): their values
+        # are constants of each engine, so they are part of what selects it.
+        self._valued = tuple(
+            graph.nodes[i].name
+            for i in graph.input_ids
+            if graph.nodes[i].dtypes[0] == "int64"
+        )
+        self.built: OrderedDict[tuple[Any, ...], tuple[Key, DnnlBackend]] = (
             OrderedDict()
         )
         """Sizes at ``_axes`` -> (dim sizes by name, engine); least recent first."""
-        self._last: tuple[int, ...] | None = None
+        self._last: tuple[Any, ...] | None = None
         self.builds = 0
         """How many engines were built or imported (evictions make repeats)."""
         self._lock = threading.Lock()
 
     def engine_for(self, inputs: Mapping[str, np.ndarray]) -> DnnlBackend:
         """The engine for the shapes of ``inputs``, built on first use."""
-        sizes = tuple(inputs[name].shape[axis] for name, axis in self._axes)
+        sizes: tuple[Any, ...] = tuple(
+            inputs[name].shape[axis] for name, axis in self._axes
+        )
+        if self._valued:
+            sizes += tuple(tuple(np.asarray(inputs[n]).tolist()) for n in self._valued)
         if sizes == self._last:
             found = self.built.get(sizes)
             if found is not None:
@@ -226,7 +276,8 @@ class Specializations:
             if found is None:
                 dims = self.graph.bind_dims({n: a.shape for n, a in inputs.items()})
                 key = tuple(sorted(dims.items()))
-                found = (key, self._build(key, dims))
+                values = {n: np.array(inputs[n], np.int64) for n in self._valued}
+                found = (key, self._build(key, dims, values))
                 self.built[sizes] = found
                 while len(self.built) > self.max_shapes:
                     self.built.popitem(last=False)
@@ -244,8 +295,12 @@ class Specializations:
                 )
             return next(reversed(self.built.values()))[1]
 
-    def _build(self, key: Key, dims: Mapping[str, int]) -> DnnlBackend:
-        graph = self.graph.with_dims(bind_reshaped(self.graph, dims, self._consts))
+    def _build(
+        self, key: Key, dims: Mapping[str, int], values: Mapping[str, np.ndarray]
+    ) -> DnnlBackend:
+        graph, frozen = freeze_inputs(self.graph, values)
+        consts = {**self._consts, **frozen} if frozen else self._consts
+        graph = graph.with_dims(bind_reshaped(graph, dims, consts))
         left = sorted(
             {d for n in graph.nodes for s in n.shapes if s for d in s if _sym(d)}
         )
@@ -258,7 +313,7 @@ class Specializations:
         self.builds += 1
         if blob is not None:
             try:
-                engine.import_engine(blob, self._consts)
+                engine.import_engine(blob, consts)
                 return engine
             except ValueError as exc:
                 warnings.warn(
@@ -268,7 +323,7 @@ class Specializations:
                     stacklevel=4,
                 )
                 engine = self._make(graph)
-        engine.init(self._consts)
+        engine.init(consts)
         return engine
 
     def export(self) -> dict[str, Any]:

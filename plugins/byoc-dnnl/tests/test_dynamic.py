@@ -294,3 +294,50 @@ def test_engines_of_several_shapes_share_their_packed_weights() -> None:
 
     first, second = (packed(p) for p in programs)
     assert first and set(first) == set(second)  # the very same arrays
+
+
+def _computed_reshape():  # noqa: ANN202 - the exporters' Shape -> Gather -> Concat
+    nodes = [
+        helper.make_node("MatMul", ["x", "wq"], ["q"]),
+        helper.make_node("Shape", ["x"], ["xs"]),
+        helper.make_node("Gather", ["xs", "i0"], ["b"], axis=0),
+        helper.make_node("Gather", ["xs", "i1"], ["s"], axis=0),
+        helper.make_node("Unsqueeze", ["b", "ax"], ["b1"]),
+        helper.make_node("Unsqueeze", ["s", "ax"], ["s1"]),
+        helper.make_node("Concat", ["b1", "s1", "heads"], ["split"], axis=0),
+        helper.make_node("Reshape", ["q", "split"], ["qh"]),
+        helper.make_node("Transpose", ["qh"], ["qt"], perm=[0, 2, 1, 3]),
+        helper.make_node("Relu", ["qt"], ["qr"]),
+        helper.make_node("Transpose", ["qr"], ["qb"], perm=[0, 2, 1, 3]),
+        helper.make_node("Concat", ["b1", "s1", "width"], ["merge"], axis=0),
+        helper.make_node("Reshape", ["qb", "merge"], ["m"]),
+        helper.make_node("Add", ["m", "x"], ["y"]),
+    ]
+    inits = {
+        "wq": w(16, 16),
+        "i0": np.array(0, np.int64),
+        "i1": np.array(1, np.int64),
+        "ax": np.array([0], np.int64),
+        "heads": np.array([2, 8], np.int64),
+        "width": np.array([16], np.int64),
+    }
+    return graph_model(nodes, {"x": ("B", "S", 16)}, ["y"], inits)
+
+
+def test_a_reshape_to_a_shape_computed_at_run_time_runs_on_dnnl(
+    tmp_path: Path,
+) -> None:
+    """byoc folds the shape arithmetic into a host value; dnnl's engine for
+    each shape takes the value it receives as a constant."""
+    model = _computed_reshape()
+    mod = byoc.compile(model, backends=["dnnl", "ref"], quiet=True)
+    assert [r.backend for r in mod.subgraphs] == ["dnnl"], mod.explain()
+    graph = mod.subgraphs[0].graph
+    assert [graph.nodes[i].dtypes[0] for i in graph.input_ids].count("int64") == 2
+    cases = {(b, s): _x(b, s, 16) for b, s in ((1, 3), (2, 5))}
+    for (b, s), feeds in cases.items():
+        assert_close(mod.run(feeds)["y"], run_ort(model, feeds)[0], 1e-4, f"{b}x{s}")
+    loaded = byoc.load(mod.save(tmp_path / "m.byoc", engines=True))
+    for shape, feeds in cases.items():
+        assert_close(loaded.run(feeds)["y"], run_ort(model, feeds)[0], 1e-4, f"{shape}")
+    assert all(e.layout_choice.prebuilt for _, e in _shapes(loaded).built.values())
