@@ -16,8 +16,9 @@ symbolic, and oneDNN primitives are made for one shape. So dnnl:
 * builds, at the first run with new input shapes, an ordinary static engine
   for the subgraph with those sizes (:class:`Specializations`), and keeps the
   last ``max_shapes`` of them. Each is built like any engine: timed (or read
-  from the decision cache, whose key includes the sizes) and with its own
-  packed weights, so every new shape costs one ``init`` and its memory.
+  from the decision cache, whose key includes the sizes), so every new shape
+  costs one ``init``; the engines share the packings they have in common
+  (:class:`byoc_dnnl.lowering.PackedWeights`).
 """
 
 from __future__ import annotations
