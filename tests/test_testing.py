@@ -96,6 +96,7 @@ FLAKY = {
     "trusts_blobs": (["artifact/*"], "artifact"),
     "unguarded": (["errors/*"], "errors"),
     "overclaims": (["partition/Softmax", "ops/Softmax/*"], "partition"),
+    "fixes_shapes": (["shapes/*"], "shapes"),
 }
 
 

@@ -18,7 +18,9 @@ registers no other hook and imports nothing beyond ``byoc`` itself.
 * ``caching``: ``init`` runs once per subgraph per loaded module;
 * ``errors``: bad inputs raise ``InputError``; backend exceptions surface as
   ``BackendError`` naming backend and symbol;
-* ``threads``: 8 threads x 200 runs on one module match a single-thread run.
+* ``threads``: 8 threads x 200 runs on one module match a single-thread run;
+* ``shapes``: with the batch dim symbolic, claimed parts run and match at
+  several batch sizes.
 
 It ends with a per-category score table, writes it as JSON with
 ``--byoc-report``, and exits non-zero when a test fails. Vendors narrow it with

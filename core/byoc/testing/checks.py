@@ -1,4 +1,5 @@
-"""The conformance kit's model-level categories: artifact, caching, errors, threads.
+"""The conformance kit's model-level categories: artifact, caching, errors,
+threads, shapes.
 
 Part of the kit (``byoc.testing``). Each check runs every model of
 :meth:`Kit.scenarios <byoc.testing.harness.Kit.scenarios>` (claimed cases,
@@ -17,15 +18,18 @@ from typing import Any
 from unittest import mock
 
 import numpy as np
+import onnx
 import pytest
 
 import byoc
 
 from .chains import Scenario
-from .harness import Kit, fail_on
+from .harness import CHAIN_TOL, REF, Kit, fail_on
 from .oracles import describe, identical
 
 THREADS, RUNS = 8, 200
+BATCHES = (1, 3)
+"""The batch sizes :func:`check_shapes` runs each model at."""
 
 
 def _compile(sc: Scenario) -> byoc.Module:
@@ -431,3 +435,109 @@ def _hammer(
             kept[t].append((v, out))
 
     return work
+
+
+# --------------------------------------------------------------------------
+# shapes
+# --------------------------------------------------------------------------
+
+
+def check_shapes(kit: Kit, check: str) -> None:
+    """The scenarios with their inputs' batch dim made symbolic (``"N"``): what
+    the backend claims of them runs, and matches the oracles, at every size of
+    :data:`BATCHES`. Declining symbolic dims is allowed (partition checks the
+    reasons); claiming them and running one size only is not."""
+    problems: list[str] = []
+    ran = 0
+    for sc in kit.need_scenarios():
+        model = symbolic_batch(sc.model)
+        if model is None:
+            continue
+        sized = {n: batch_of(sc.feeds, model, n) for n in BATCHES}
+        # Only models whose semantics allow every size (an oracle runs them).
+        if any(
+            all(
+                kit.oracle(which, _shape_key(sc, n), model, f)[0] is None
+                for which in (REF, "ort")
+            )
+            for n, f in sized.items()
+        ):
+            continue
+        backends = list(sc.backends) + ([REF] if kit.ref_ok else [])
+        try:
+            mod = byoc.compile(
+                model, backends=list(dict.fromkeys(backends)), quiet=True
+            )
+        except byoc.UnsupportedError:
+            continue
+        except Exception as exc:
+            problems.append(f"{sc.name}: compile failed: {describe(exc)}")
+            continue
+        if not kit.own_symbols(mod):
+            continue
+        ran += 1
+        for n, feeds in sized.items():
+            try:
+                got = mod.run(feeds)
+                kit.against_oracles(got, _shape_key(sc, n), model, feeds, CHAIN_TOL)
+            except pytest.fail.Exception as exc:
+                problems.append(f"{sc.name} at batch {n}: {exc}")
+            except Exception as exc:
+                problems.append(f"{sc.name} at batch {n}: run failed: {describe(exc)}")
+    fail_on(problems)
+    if not ran:
+        pytest.skip(
+            f"{kit.name} claims no part of the kit's models with a symbolic batch"
+        )
+
+
+def _shape_key(sc: Scenario, n: int) -> str:
+    return f"shapes:{sc.name}:N={n}"
+
+
+def symbolic_batch(model: onnx.ModelProto) -> onnx.ModelProto | None:
+    """``model`` with dim 0 named ``"N"`` in every graph input that shares the
+    first input's size there, and the output shapes left to inference; None
+    when the first input has no static dim 0."""
+    inits = {t.name for t in model.graph.initializer}
+    inputs = [vi for vi in model.graph.input if vi.name not in inits]
+    if not inputs:
+        return None
+    dims = inputs[0].type.tensor_type.shape.dim
+    if not dims or not dims[0].HasField("dim_value"):
+        return None
+    size = dims[0].dim_value
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for vi in out.graph.input:
+        d = vi.type.tensor_type.shape.dim
+        if vi.name not in inits and d and d[0].HasField("dim_value"):
+            if d[0].dim_value == size:
+                d[0].dim_param = "N"
+    for vi in out.graph.output:
+        vi.type.tensor_type.ClearField("shape")
+    del out.graph.value_info[:]
+    return out
+
+
+def batch_of(
+    feeds: Mapping[str, np.ndarray], model: onnx.ModelProto, n: int
+) -> dict[str, np.ndarray]:
+    """``feeds`` with ``n`` rows in every input whose dim 0 is symbolic: the
+    original rows repeated, each copy scaled a little (same signs, so values
+    stay in the op's domain, and no two rows equal)."""
+    symbolic = {
+        vi.name
+        for vi in model.graph.input
+        if vi.type.tensor_type.shape.dim
+        and vi.type.tensor_type.shape.dim[0].dim_param == "N"
+    }
+    out = {}
+    for name, value in feeds.items():
+        if name in symbolic:
+            rows = [value[i % value.shape[0]] for i in range(n)]
+            if value.dtype.kind == "f":
+                rows = [r * value.dtype.type(1 + i / 64) for i, r in enumerate(rows)]
+            value = np.stack(rows).astype(value.dtype)
+        out[name] = np.ascontiguousarray(value)
+    return out

@@ -41,7 +41,15 @@ from .oracles import (
 )
 
 PROBE = "byoc_kit_probe"
-CATEGORIES = ("ops", "partition", "artifact", "caching", "errors", "threads")
+CATEGORIES = (
+    "ops",
+    "partition",
+    "artifact",
+    "caching",
+    "errors",
+    "threads",
+    "shapes",
+)
 """Report categories, in the order the kit runs them."""
 CHECKS = {
     "artifact": ("round-trip", "engines", "corrupt-engine"),
@@ -54,6 +62,7 @@ CHECKS = {
         "backend-init",
     ),
     "threads": ("8x200",),
+    "shapes": ("symbolic-batch",),
 }
 """The fixed tests of the categories that run :meth:`Kit.scenarios`."""
 
@@ -61,7 +70,8 @@ CHECKS = {
 # constant table and engine export.
 _SCENARIO_OPS = ("MatMul", "Conv", "Gemm", "Add", "Relu", "Softmax")
 _SCENARIO_CASES = 3
-_CHAIN_TOL = Tol(1e-4, 1e-5, 2e-2, 5e-2)
+CHAIN_TOL = Tol(1e-4, 1e-5, 2e-2, 5e-2)
+"""Tolerance of model-level comparisons (chains, patterns, shapes)."""
 
 
 # --------------------------------------------------------------------------
@@ -468,7 +478,7 @@ class Kit:
             )
             return
         self.against_oracles(
-            got, scenario.name, scenario.model, scenario.feeds, _CHAIN_TOL
+            got, scenario.name, scenario.model, scenario.feeds, CHAIN_TOL
         )
 
     def pattern_scenario(self, pattern: byoc.Pattern) -> tuple[Scenario | None, str]:

@@ -79,3 +79,8 @@ def test_errors(byoc_kit: Kit, kit_item: KitItem) -> None:
 def test_threads(byoc_kit: Kit, kit_item: KitItem, tmp_path: Path) -> None:
     """Concurrent runs on one loaded module match a single-thread run."""
     checks.check_threads(byoc_kit, tmp_path)
+
+
+def test_shapes(byoc_kit: Kit, kit_item: KitItem) -> None:
+    """With a symbolic batch, what the backend claims runs right at every size."""
+    checks.check_shapes(byoc_kit, kit_item.target)

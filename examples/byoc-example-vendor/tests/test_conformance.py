@@ -36,7 +36,7 @@ def test_the_conformance_kit_passes(tmp_path):
     assert data["passed"] and data["total"]["failed"] == 0
     categories = data["categories"]
     assert categories["ops"]["passed"] >= 40
-    for category in ("artifact", "caching", "errors", "threads"):
+    for category in ("artifact", "caching", "errors", "threads", "shapes"):
         assert categories[category]["skipped"] == 0, category
     outcome = {t["id"]: t["outcome"] for t in data["tests"]}
     assert outcome["partition/patterns/example.matmul_bias/MatMul-Add"] == "passed"
