@@ -255,7 +255,8 @@ class Specializations:
         self.built: OrderedDict[tuple[Any, ...], tuple[Key, DnnlBackend]] = (
             OrderedDict()
         )
-        """Sizes at ``_axes`` -> (dim sizes by name, engine); least recent first."""
+        """Sizes at ``_axes`` and run-time shape values -> (dim sizes by name,
+        engine); least recently used first."""
         self._last: tuple[Any, ...] | None = None
         self.builds = 0
         """How many engines were built or imported (evictions make repeats)."""
