@@ -35,6 +35,8 @@ import numpy as np
 
 import byoc
 
+from .handles import release_free_heap
+
 if TYPE_CHECKING:
     from .backend import DnnlBackend
 
@@ -281,8 +283,10 @@ class Specializations:
                 values = {n: np.array(inputs[n], np.int64) for n in self._valued}
                 found = (key, self._build(key, dims, values))
                 self.built[sizes] = found
-                while len(self.built) > self.max_shapes:
-                    self.built.popitem(last=False)
+                if len(self.built) > self.max_shapes:
+                    while len(self.built) > self.max_shapes:
+                        self.built.popitem(last=False)
+                    release_free_heap()  # what the evicted engines held
             self.built.move_to_end(sizes)
             self._last = sizes
             return found[1]
