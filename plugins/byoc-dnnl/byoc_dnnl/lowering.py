@@ -257,9 +257,6 @@ class PackedWeights:
         """Share ``packed`` (a fresh packing) under ``key``."""
         self._arrays[key] = packed
 
-    def __len__(self) -> int:
-        return len(self._arrays)
-
 
 class Builder:
     """Collects buffers, slots and steps while ops are lowered in order."""
@@ -278,9 +275,9 @@ class Builder:
         self.conv_tag = conv_tag
         """A blocked ``dnnl_format_tag_t`` for 2-D convolutions (None: "any")."""
         self.tuner = tuner
+        """Picks among oneDNN's implementations (None: always oneDNN's first)."""
         self.packed = packed
         """Packed constants shared with other programs (None: not shared)."""
-        """Picks among oneDNN's implementations (None: always oneDNN's first)."""
         self.lib = _lib.lib()
         self.buffers: list[Buffer] = []
         self.slots: list[Slot] = []
@@ -546,10 +543,10 @@ class Builder:
             return self.new_slot(buf, md)
         src = self.slots[slot]
         arr = self.buffers[src.buffer].key
-        key = None
-        if self.packed is not None:
-            key = self.packed.key(arr, src.md, md)
-            shared = self.packed.get(key)
+        packed, key = self.packed, ""
+        if packed is not None:
+            key = packed.key(arr, src.md, md)
+            shared = packed.get(key)
             if shared is not None:
                 return self.new_slot(self.buffer(CONST, nbytes, shared), md)
         out = aligned_empty(nbytes)
@@ -567,8 +564,8 @@ class Builder:
             )
         self.lib.primitive_execute(prim.h, self._stream.h, len(args), args)
         self.lib.stream_wait(self._stream.h)
-        if key is not None and self.packed is not None:
-            self.packed.put(key, out)
+        if packed is not None:
+            packed.put(key, out)
         buf = self.buffer(CONST, nbytes, out)
         return self.new_slot(buf, md)
 
