@@ -334,6 +334,8 @@ class PrimitiveDesc:
         self.h = h
         self.kind = kind
         self._lib = _lib.lib()
+        self.tune_key = ""
+        """The tuner's name for this pd's problem, when the tuner chose it."""
 
     @staticmethod
     def make(kind: str, fn: Any, *args: Any) -> PrimitiveDesc:

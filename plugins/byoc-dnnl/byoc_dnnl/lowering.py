@@ -81,6 +81,8 @@ class Step:
     label: str
     impl: str
     post_ops: tuple[str, ...] = ()
+    key: str = ""
+    """The tuner's problem key (see :func:`byoc_dnnl.tune.problem_key`), if tuned."""
 
 
 @dataclass
@@ -517,7 +519,9 @@ class Builder:
         """Append one execution of a primitive made from ``pd``."""
         prim = None if self.dry else pd.create()
         scratch = pd.scratchpad_md() if pd.scratchpad_bytes else None
-        self.steps.append(Step(prim, args, scratch, label, pd.impl, pd.post_ops))
+        self.steps.append(
+            Step(prim, args, scratch, label, pd.impl, pd.post_ops, pd.tune_key)
+        )
         self._read.update(self.slots[s].buffer for _, s in args)
 
     def release_consts(self, values: Sequence[Value]) -> None:

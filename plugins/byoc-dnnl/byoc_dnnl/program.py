@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -139,6 +140,26 @@ class Program:
         """(label, oneDNN implementation, post-op kinds) of every step, in run order."""
         return [(s.label, s.impl, s.post_ops) for s in self.steps]
 
+    def step_seconds(self, inputs: Mapping[str, np.ndarray]) -> list[float]:
+        """Seconds each step took in one run on ``inputs``, in :attr:`steps` order.
+
+        Steps are timed as they run in the model (weights from memory, input
+        just written), which timing a kernel alone does not show: for
+        :func:`byoc_dnnl.tune.settle` and the bench's per-layer report.
+        """
+        self.lib.omp_set_num_threads(self.threads)
+        if self._lock is not None:
+            with self._lock:
+                return self._pool[0].step_seconds(inputs)
+        try:
+            ctx = self._pool.pop()
+        except IndexError:
+            ctx = _Context(self)
+        try:
+            return ctx.step_seconds(inputs)
+        finally:
+            self._pool.append(ctx)
+
     def run(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """One inference; returns fresh arrays the caller owns."""
         # The OpenMP team size is a per-calling-thread setting: set it every run.
@@ -204,6 +225,41 @@ class _Context:
     def run(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         # The calls return their status unchecked (see Library.unchecked): a
         # non-zero one goes through check, which raises.
+        arrays, outs = self._bind(inputs)
+        execute = self._execute
+        stream = self.stream.h
+        for prim, n, args in self.calls:
+            status = execute(prim, stream, n, args)
+            if status:
+                check(status, execute, ())
+        status = self._wait(stream)
+        if status:
+            check(status, self._wait, ())
+        return outs
+
+    def step_seconds(self, inputs: Mapping[str, np.ndarray]) -> list[float]:
+        """One run, timing each step (oneDNN's CPU stream executes in order
+        and returns when the primitive is done)."""
+        arrays, outs = self._bind(inputs)
+        execute, stream, clock = self._execute, self.stream.h, time.perf_counter
+        secs = []
+        for prim, n, args in self.calls:
+            t = clock()
+            status = execute(prim, stream, n, args)
+            secs.append(clock() - t)
+            if status:
+                check(status, execute, ())
+        status = self._wait(stream)
+        if status:
+            check(status, self._wait, ())
+        del arrays, outs  # alive until every step has run
+        return secs
+
+    def _bind(
+        self, inputs: Mapping[str, np.ndarray]
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Point the I/O memory objects at ``inputs`` and fresh output arrays;
+        the returned arrays must stay alive until the run ends."""
         arrays = []
         for name in self.names:
             a = inputs[name]
@@ -221,13 +277,4 @@ class _Context:
             status = set_handle(mem, data_address(outs[k]))
             if status:
                 check(status, set_handle, ())
-        execute = self._execute
-        stream = self.stream.h
-        for prim, n, args in self.calls:
-            status = execute(prim, stream, n, args)
-            if status:
-                check(status, execute, ())
-        status = self._wait(stream)
-        if status:
-            check(status, self._wait, ())
-        return outs
+        return arrays, outs

@@ -13,6 +13,7 @@ import byoc
 from byoc_dnnl import tune
 from byoc_dnnl._lib import Query
 from byoc_dnnl.handles import MemoryDesc, conv_pd
+from byoc_dnnl.program import Program
 
 from .helpers import check_model, engine_steps, graph_model
 
@@ -144,6 +145,7 @@ def test_a_pick_within_the_margin_keeps_onednns_choice(
         return {first: 1.0} | {n: tune.MARGIN + 0.01 for n in rest}
 
     monkeypatch.setattr(tune, "time_runs", timer)
+    monkeypatch.setattr(tune, "SETTLE_ROUNDS", 0)  # the timing alone (see below)
     tuned = check_model(_bottlenecks(), options=_NATIVE)
     untuned = check_model(_bottlenecks(), options={**_NATIVE, "tune": False})
     assert calls  # the problems were timed, and every pick stayed oneDNN's
@@ -165,12 +167,102 @@ def test_a_win_that_is_not_confirmed_head_to_head_keeps_onednns_choice(
         return dict.fromkeys(names, 1.0)  # head to head: a tie
 
     monkeypatch.setattr(tune, "time_runs", timer)
+    monkeypatch.setattr(tune, "SETTLE_ROUNDS", 0)  # the timing alone (see below)
     tuned = check_model(_bottlenecks(), options=_NATIVE)
     untuned = check_model(_bottlenecks(), options={**_NATIVE, "tune": False})
     assert calls and len(calls) % 2 == 0
     assert [c[0] for c in calls[1::2]] == [c[0] for c in calls[::2]]
     assert sorted(_choice(tuned).impls.values()) == sorted(c[0] for c in calls[::2])
     assert _impls(tuned) == _impls(untuned)
+
+
+def _settle_in_favour_of(
+    monkeypatch: pytest.MonkeyPatch, wins: Callable[[str], bool]
+) -> tuple[dict[str, str], list[int]]:
+    """Alone, oneDNN's pick times fastest and every other candidate close
+    behind; in context, the runner-up of each problem ``wins(key)`` accepts
+    is twice as fast. Returns the runner-ups the tuner handed to settle and
+    the number of steps of each program timed in context."""
+    close: dict[str, str] = {}
+    timed: list[int] = []
+
+    def timer(runs: Mapping[str, Callable[[], None]]) -> dict[str, float]:
+        first, *rest = runs
+        return {first: 1.0} | dict.fromkeys(rest, 1.05)
+
+    def step_seconds(prog: Program, inputs: Any) -> list[float]:
+        timed.append(len(prog.steps))
+        return [
+            0.5 if close.get(s.key) == s.impl and wins(s.key) else 1.0
+            for s in prog.steps
+        ]
+
+    real = tune.settle
+
+    def settle(tuner: tune.Tuner, *args: Any, **kw: Any) -> Any:
+        close.update(tuner.close)
+        return real(tuner, *args, **kw)
+
+    monkeypatch.setattr(tune, "time_runs", timer)
+    monkeypatch.setattr(tune, "settle", settle)
+    monkeypatch.setattr(Program, "step_seconds", step_seconds)
+    return close, timed
+
+
+def _steps(mod: byoc.Module) -> list[Any]:
+    (rec,) = [r for r in mod.subgraphs if r.backend == "dnnl"]
+    return mod.get_function(rec.symbol).engine()._program.steps  # type: ignore[attr-defined]
+
+
+def test_close_picks_are_settled_in_context(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    _needs_choices()
+    close, timed = _settle_in_favour_of(monkeypatch, lambda key: True)
+    mod = check_model(_bottlenecks(), options=_NATIVE)  # vs onnxruntime and ref
+    assert close and len(timed) == 2 * tune.SETTLE_ROUNDS
+    decisions = _choice(mod).impls
+    assert {k: decisions[k] for k in close} == close  # every runner-up won
+    tuned = [s for s in _steps(mod) if s.key in close]
+    assert tuned and all(s.impl == close[s.key] for s in tuned)
+    # What settling chose travels with the engine and is not timed again.
+    path = mod.save(tmp_path / "m.byoc", engines=True)
+    timed.clear()
+    loaded = byoc.load(path, options={"dnnl": _NATIVE})
+    loaded.init()
+    assert not timed and _impls(loaded) == _impls(mod)
+
+
+def test_settling_keeps_what_the_context_does_not_confirm(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _needs_choices()
+    # Only the 3x3 problems' runner-ups win in context: a third program is
+    # built from the mixed decisions.
+    close, timed = _settle_in_favour_of(monkeypatch, lambda key: ", 3, 3)" in key)
+    mod = check_model(_bottlenecks(), options=_NATIVE)
+    decisions = _choice(mod).impls
+    wide = {k for k in close if ", 3, 3)" in k}
+    assert wide and wide != set(close), close
+    for k, runner in close.items():
+        assert (decisions[k] == runner) == (k in wide), (k, decisions[k], runner)
+    for s in _steps(mod):
+        if s.key in close:
+            assert s.impl == decisions[s.key]
+    untuned = check_model(_bottlenecks(), options={**_NATIVE, "tune": False})
+    assert _impls(mod) != _impls(untuned)
+
+
+def test_settling_in_context_keeps_onednns_pick_when_it_holds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _needs_choices()
+    close, timed = _settle_in_favour_of(monkeypatch, lambda key: False)
+    mod = check_model(_bottlenecks(), options=_NATIVE)
+    untuned = check_model(_bottlenecks(), options={**_NATIVE, "tune": False})
+    assert close and timed
+    assert all(_choice(mod).impls[k] != runner for k, runner in close.items())
+    assert _impls(mod) == _impls(untuned)
 
 
 def test_tune_false_times_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
