@@ -44,10 +44,17 @@ from bench.peak import cpuinfo  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def _ort_session(model: onnx.ModelProto, threads: int) -> Any:
+def ort_session(
+    model: onnx.ModelProto, threads: int, profile_prefix: str | None = None
+) -> Any:
+    """onnxruntime's CPU session as the bench runs it; ``profile_prefix``
+    turns its per-node profiling on (``bench/layers.py``)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
+    if profile_prefix is not None:
+        so.enable_profiling = True
+        so.profile_file_prefix = profile_prefix
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -131,7 +138,7 @@ def measure_peak(threads: int, n: int = 2048, runs: int = 24) -> dict[str, float
     mod = byoc.compile(
         model, backends=["dnnl"], quiet=True, options={"dnnl": {"threads": threads}}
     )
-    sess = _ort_session(model, threads)
+    sess = ort_session(model, threads)
     tb, to, _ = interleave(
         lambda: mod.run({"x": x}),
         lambda: sess.run(None, {"x": x}),
@@ -250,7 +257,7 @@ def bench_model(
     t3 = time.perf_counter()
     loaded.init()
     t4 = time.perf_counter()
-    sess = _ort_session(model, threads)
+    sess = ort_session(model, threads)
     t5 = time.perf_counter()
 
     # A deployment that ships the engines (the timed layout choice) skips the timing.

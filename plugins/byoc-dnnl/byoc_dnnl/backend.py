@@ -77,6 +77,9 @@ _OPTIONS = frozenset(
     }
 )
 _ENGINE_FORMAT = 2
+_TUNER = 2
+"""How decisions are made, in the decision cache's key: 2 settles close picks
+in context (:func:`byoc_dnnl.tune.settle`), so entries made before are timed again."""
 _TRIALS: OrderedDict[Any, byoc.Support] = OrderedDict()
 _TRIALS_MAX = 4096
 
@@ -164,6 +167,7 @@ class DnnlBackend(byoc.Backend):
         options that change what is timed."""
         setup = {
             "format": _ENGINE_FORMAT,
+            "tuner": _TUNER,
             "machine": _fingerprint(_threads_option(self.options)),
             "conv_layout": self.options.get("conv_layout", "auto"),
             "tune": self.options.get("tune", True),

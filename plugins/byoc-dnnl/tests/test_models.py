@@ -127,6 +127,19 @@ def test_bench_memory_measures_each_runtime_in_a_process_of_its_own(
         assert weights < got["anon_mb"] <= got["rss_mb"] < 2048, (kind, got)
 
 
+def test_bench_layers_pairs_each_layer_of_both_runtimes() -> None:
+    from bench import layers
+
+    got = layers.compare(MODELS["mlp"](batch=32, width=256, layers=3), 1, 2, gap=0)
+    rows = {r["layer"]: r for r in got["layers"]}
+    # Three Gemm layers (Relu fused on both sides), each timed on both.
+    assert len(rows) == 3, got
+    assert all(r["byoc_us"] > 0 and r["ort_us"] > 0 for r in rows.values()), got
+    assert sum(a["layers"] for a in got["by_impl"].values()) == 3
+    total = sum(r["byoc_us"] for r in rows.values())
+    assert sum(a["byoc_us"] for a in got["by_impl"].values()) == pytest.approx(total)
+
+
 def test_bert_layer_with_symbolic_batch_and_sequence_runs_on_dnnl() -> None:
     """As exporters write it: batch and sequence symbolic, the head split's
     Reshapes copying them (0) from their input."""
