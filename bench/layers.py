@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -75,9 +75,14 @@ def ort_node_us(profile: Path, every: int = 2) -> dict[str, float]:
 
 
 def compare(
-    model: onnx.ModelProto, threads: int, rounds: int, gap: float = 0.1
+    model: onnx.ModelProto,
+    threads: int,
+    rounds: int,
+    gap: float = 0.1,
+    dnnl_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Per-layer medians of both runtimes on ``model`` (seeded inputs)."""
+    """Per-layer medians of both runtimes on ``model`` (seeded inputs);
+    ``dnnl_options`` are added to dnnl's ``threads`` (``conv_layout`` ...)."""
     import byoc
 
     name = model.graph.name
@@ -87,7 +92,7 @@ def compare(
         model,
         backends=["dnnl", "ref"],
         quiet=True,
-        options={"dnnl": {"threads": threads}},
+        options={"dnnl": {**(dnnl_options or {}), "threads": threads}},
     )
     dnnl = [r for r in mod.subgraphs if r.backend == "dnnl"]
     if len(dnnl) != 1:
@@ -195,8 +200,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", default=None, help="JSON path (default: bench/results/)"
     )
+    parser.add_argument(
+        "--dnnl-options",
+        default="{}",
+        help='more dnnl options as JSON, e.g. \'{"conv_layout": "blocked"}\'',
+    )
     args = parser.parse_args(argv)
-    result = compare(MODELS[args.model](), args.threads, args.rounds, args.gap)
+    extra = json.loads(args.dnnl_options)
+    result = compare(MODELS[args.model](), args.threads, args.rounds, args.gap, extra)
+    result["dnnl_options"] = extra
     print(_report(result))
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = Path(args.out) if args.out else RESULTS / f"layers-{args.model}-{stamp}.json"
