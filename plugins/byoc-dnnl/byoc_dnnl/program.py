@@ -20,8 +20,8 @@ from __future__ import annotations
 import ctypes
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -34,6 +34,7 @@ _ALIGN = 64
 _F32 = np.dtype(np.float32)
 _char_at = ctypes.c_char.from_buffer
 _addressof = ctypes.addressof
+_R = TypeVar("_R")
 
 
 def data_address(a: np.ndarray) -> int:
@@ -140,6 +141,10 @@ class Program:
         """(label, oneDNN implementation, post-op kinds) of every step, in run order."""
         return [(s.label, s.impl, s.post_ops) for s in self.steps]
 
+    def run(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """One inference; returns fresh arrays the caller owns."""
+        return self._on_context(_Context.run, inputs)
+
     def step_seconds(self, inputs: Mapping[str, np.ndarray]) -> list[float]:
         """Seconds each step took in one run on ``inputs``, in :attr:`steps` order.
 
@@ -147,32 +152,23 @@ class Program:
         just written), which timing a kernel alone does not show: for
         :func:`byoc_dnnl.tune.settle` and the bench's per-layer report.
         """
-        self.lib.omp_set_num_threads(self.threads)
-        if self._lock is not None:
-            with self._lock:
-                return self._pool[0].step_seconds(inputs)
-        try:
-            ctx = self._pool.pop()
-        except IndexError:
-            ctx = _Context(self)
-        try:
-            return ctx.step_seconds(inputs)
-        finally:
-            self._pool.append(ctx)
+        return self._on_context(_Context.step_seconds, inputs)
 
-    def run(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        """One inference; returns fresh arrays the caller owns."""
+    def _on_context(
+        self, method: Callable[[_Context, Mapping[str, np.ndarray]], _R], inputs: Any
+    ) -> _R:
+        """``method`` on an execution context of this program's own."""
         # The OpenMP team size is a per-calling-thread setting: set it every run.
         self.lib.omp_set_num_threads(self.threads)
         if self._lock is not None:
             with self._lock:
-                return self._pool[0].run(inputs)
+                return method(self._pool[0], inputs)
         try:
             ctx = self._pool.pop()
         except IndexError:
             ctx = _Context(self)
         try:
-            return ctx.run(inputs)
+            return method(ctx, inputs)
         finally:
             self._pool.append(ctx)
 
