@@ -273,13 +273,19 @@ def settle(
     :data:`SETTLE_ROUNDS`; 0 settles nothing), and per problem (summed over
     the steps that share it) the runner-up wins only by :data:`MARGIN`.
     Returns ``current``, the second program, or a third one built from the
-    mixed decisions; ``tuner.decisions`` then holds what was kept.
+    mixed decisions; ``tuner.decisions`` then holds what was kept. A program
+    oneDNN refuses to build (:class:`DnnlError`) leaves ``current`` and the
+    timed decisions as they were.
     """
     close, tuner.close = dict(tuner.close), {}
     rounds = SETTLE_ROUNDS if rounds is None else rounds
     if not close or rounds <= 0:
         return current
-    other = build({**tuner.decisions, **close})
+    timed = {key: tuner.decisions[key] for key in close}
+    try:
+        other = build({**tuner.decisions, **close})
+    except DnnlError:
+        return current  # settling is a refinement: the timed picks stand
     progs = (current, other)
     samples: tuple[dict[str, list[float]], ...] = ({}, {})
     for r in range(rounds):
@@ -301,7 +307,11 @@ def settle(
     if len(swapped) == len(close):
         return other
     del other, progs  # its packed weights go before the third program's
-    return build(dict(tuner.decisions))
+    try:
+        return build(dict(tuner.decisions))
+    except DnnlError:
+        tuner.decisions.update(timed)
+        return current
 
 
 def problem_key(pd: PrimitiveDesc, arg_ids: Sequence[int], detail: object) -> str:

@@ -11,7 +11,7 @@ from onnx import helper
 
 import byoc
 from byoc_dnnl import tune
-from byoc_dnnl._lib import Query
+from byoc_dnnl._lib import DnnlError, Query
 from byoc_dnnl.handles import MemoryDesc, conv_pd
 from byoc_dnnl.program import Program
 
@@ -263,6 +263,54 @@ def test_settling_in_context_keeps_onednns_pick_when_it_holds(
     assert close and timed
     assert all(_choice(mod).impls[k] != runner for k, runner in close.items())
     assert _impls(mod) == _impls(untuned)
+
+
+def _fake_settle(
+    wins: set[str], fail: Callable[[dict[str, str]], bool] = lambda d: False
+) -> tuple[tune.Tuner, Any, list[dict[str, str]]]:
+    """settle on stand-in programs: each is the decisions it was built from;
+    in context, the runner-ups of the problems in ``wins`` take half the time.
+    Returns the tuner, the program kept and every build's decisions."""
+    tuner = tune.Tuner({"a": "x", "b": "x", "c": "x"}, close={"a": "y", "b": "y"})
+    builds: list[dict[str, str]] = []
+
+    def build(decisions: dict[str, str]) -> dict[str, str]:
+        builds.append(decisions)
+        if fail(decisions):
+            raise DnnlError(
+                "refused", backend="dnnl", function="f", status=3, status_name="x"
+            )
+        return decisions
+
+    def step_seconds(prog: dict[str, str]) -> list[tuple[str, float]]:
+        return [
+            (k, 0.5 if k in wins and impl == "y" else 1.0) for k, impl in prog.items()
+        ]
+
+    current = dict(tuner.decisions)
+    return tuner, tune.settle(tuner, current, build, step_seconds, rounds=2), builds
+
+
+def test_settle_keeps_swaps_or_mixes_by_the_step_times() -> None:
+    tuner, kept, builds = _fake_settle(set())
+    assert builds == [{"a": "y", "b": "y", "c": "x"}] and kept == tuner.decisions
+    assert tuner.decisions == {"a": "x", "b": "x", "c": "x"} and not tuner.close
+    tuner, kept, builds = _fake_settle({"a", "b"})
+    assert len(builds) == 1 and kept is builds[0]  # the runner-ups' program
+    assert tuner.decisions == {"a": "y", "b": "y", "c": "x"}
+    tuner, kept, builds = _fake_settle({"b"})
+    assert len(builds) == 2 and kept is builds[1]  # a third, mixed program
+    assert kept == tuner.decisions == {"a": "x", "b": "y", "c": "x"}
+
+
+def test_settle_keeps_the_timed_program_when_an_alternative_cannot_be_built() -> None:
+    tuner, kept, builds = _fake_settle({"a"}, fail=lambda d: True)
+    assert len(builds) == 1 and kept == {"a": "x", "b": "x", "c": "x"}
+    assert tuner.decisions == kept
+    # The mixed program is refused: back to the timed decisions.
+    tuner, kept, builds = _fake_settle({"a"}, fail=lambda d: d.get("b") == "x")
+    assert len(builds) == 2 and kept == {"a": "x", "b": "x", "c": "x"}
+    assert tuner.decisions == kept
 
 
 def test_tune_false_times_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
