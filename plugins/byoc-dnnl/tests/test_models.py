@@ -6,6 +6,7 @@ never here.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -125,6 +126,24 @@ def test_bench_memory_measures_each_runtime_in_a_process_of_its_own(
         assert got is not None
         # Each holds the (packed) weights; neither is a whole second process.
         assert weights < got["anon_mb"] <= got["rss_mb"] < 2048, (kind, got)
+
+
+def test_bench_summary_counts_the_runs_that_meet_a_target(tmp_path: Path) -> None:
+    from bench import summary
+
+    def run(ratio: float, pct: float) -> dict[str, object]:
+        row = {"model": "mlp", "threads": 2, "ratio": ratio}
+        row |= {"byoc_pct_peak": pct, "ort_pct_peak": pct - 10}
+        return {"results": [row, {**row, "threads": 1}]}
+
+    paths = []
+    for i, ratio in enumerate((0.80, 0.84, 0.90)):
+        paths.append(tmp_path / f"{i}.json")
+        paths[-1].write_text(json.dumps(run(ratio, 70.0 + i)))
+    one, two = summary.summarize(paths)
+    assert (one["threads"], one["runs_meeting"], summary.verdict(one)) == (1, None, "")
+    assert two["ratio_median"] == 0.84 and two["runs_meeting"] == 2
+    assert summary.verdict(two) == "met (<= 0.85; 2 of 3 runs)"
 
 
 def test_bench_layers_pairs_each_layer_of_both_runtimes() -> None:
