@@ -33,10 +33,8 @@ TARGETS: dict[str, tuple[float, float | None]] = {
 TARGET_THREADS = 2
 
 
-def _target(row: dict[str, Any]) -> tuple[float, float | None] | None:
-    if row["threads"] != TARGET_THREADS:
-        return None
-    return TARGETS.get(row["model"])
+def _target(model: str, threads: int) -> tuple[float, float | None] | None:
+    return TARGETS.get(model) if threads == TARGET_THREADS else None
 
 
 def _meets(target: tuple[float, float | None], ratio: float, pct: float) -> bool:
@@ -48,7 +46,7 @@ def verdict(row: dict[str, Any]) -> str:
     """'met', 'not met' or '' (no target for this model and thread count), with
     how many runs met it on their own: a median that just meets a target on a
     noisy machine is not the same as every run meeting it."""
-    target = _target(row)
+    target = _target(row["model"], row["threads"])
     if target is None:
         return ""
     ratio, pct = target
@@ -77,7 +75,7 @@ def summarize(paths: list[Path]) -> list[dict[str, Any]]:
         groups.items(), key=lambda kv: (kv[0][1], kv[0][0])
     ):
         ratios = [r["ratio"] for r in rows]
-        target = _target({"model": model, "threads": threads})
+        target = _target(model, threads)
         meeting = (
             None
             if target is None
