@@ -12,8 +12,9 @@ each after a quiet gap and one untimed run, as in ``run.py``. Both sides'
 times are attributed to the ONNX Conv, ConvTranspose, Gemm or MatMul each
 fused kernel starts from, so a row pairs the same layer; whatever has no
 such host (reorders, pooling, softmax ...) is summed as "other". Profiling
-costs onnxruntime a little per node, so its sum is a bit above its
-unprofiled latency.
+costs onnxruntime microseconds per node, so its per-layer times are above
+its unprofiled ones; the report gives both runtimes' whole runs, and
+onnxruntime's profiled and not, to size that.
 """
 
 from __future__ import annotations
@@ -106,15 +107,26 @@ def compare(
         raise SystemExit(f"{name}: the dnnl subgraph reads {missing}, not model inputs")
     sub_feeds = {n: feeds[n] for n in engine.graph.input_names}
 
+    # Whole runs too, onnxruntime unprofiled as well: profiling costs it
+    # microseconds per node, which on a model of small kernels is no longer
+    # "a little" (the report shows both).
+    plain = ort_session(model, threads)
+    runs: dict[str, list[float]] = {"byoc": [], "ort": [], "ort_profiled": []}
+
+    def timed(key: str, fn: Callable[[], object]) -> None:
+        time.sleep(gap)
+        fn()
+        t = time.perf_counter()
+        fn()
+        runs[key].append((time.perf_counter() - t) * 1e3)
+
     with tempfile.TemporaryDirectory() as tmp:
         sess = ort_session(model, threads, profile_prefix=os.path.join(tmp, "ort"))
         steps: list[list[float]] = [[] for _ in program.steps]
         for _ in range(rounds):
-            time.sleep(gap)
-            sess.run(None, feeds)
-            sess.run(None, feeds)
-            time.sleep(gap)
-            program.run(sub_feeds)
+            timed("ort_profiled", lambda: sess.run(None, feeds))
+            timed("ort", lambda: plain.run(None, feeds))
+            timed("byoc", lambda: program.run(sub_feeds))
             for i, secs in enumerate(program.step_seconds(sub_feeds)):
                 steps[i].append(secs * 1e6)
         ort_us = ort_node_us(Path(sess.end_profiling()), every=2)
@@ -155,6 +167,7 @@ def compare(
         "layers": list(rows.values()),
         "by_impl": by_impl,
         "other": other,
+        "run_ms": {k: statistics.median(v) for k, v in runs.items()},
     }
 
 
@@ -187,6 +200,11 @@ def _report(result: dict[str, Any]) -> str:
     to = sum(r["ort_us"] for r in result["layers"]) + o["ort_us"]
     lines.append(
         f"{'total':20s} {'':6s} {tb / 1e3:8.2f} {to / 1e3:8.2f} {(tb - to) / 1e3:+8.2f}"
+    )
+    ms = result["run_ms"]
+    lines.append(
+        f"\nwhole runs: byoc {ms['byoc']:.2f} ms, onnxruntime {ms['ort']:.2f} ms "
+        f"(profiled: {ms['ort_profiled']:.2f} ms, which the per-layer times carry)"
     )
     return "\n".join(lines)
 
