@@ -348,13 +348,23 @@ class Builder:
 
     def output(self, v: Value, md: MemoryDesc, inplace: int | None = None) -> int:
         """A slot for the new value ``v`` with layout ``md`` (optionally in place)."""
-        if inplace is not None:
-            buf = self.slots[inplace].buffer
-            s = inplace if self.slots[inplace].md.same(md) else self.new_slot(buf, md)
-        else:
-            s = self.new_slot(self.buffer(INTERNAL, md.nbytes), md)
+        s = self._dst_slot(md, inplace)
         self.bind(v, s)
         return s
+
+    def _dst_slot(self, md: MemoryDesc, inplace: int | None) -> int:
+        """A step's dst: a new buffer, or ``inplace``'s buffer overwritten.
+
+        Overwriting stales the reordered copies :meth:`convert` made of that
+        buffer: a later conversion of the new value must reorder again, not
+        find the old value's copy (a fuzzed graph read one).
+        """
+        if inplace is None:
+            return self.new_slot(self.buffer(INTERNAL, md.nbytes), md)
+        buf = self.slots[inplace].buffer
+        for k in [k for k in self._variants if self.slots[k].buffer == buf]:
+            del self._variants[k]
+        return inplace if self.slots[inplace].md.same(md) else self.new_slot(buf, md)
 
     def can_overwrite(self, v: Value) -> bool:
         """True when ``v``'s buffer may be reused by the op being lowered now."""
@@ -619,11 +629,7 @@ class Builder:
         """
         if tuple(md.dims) == (v.shape or (1,)):
             return self.output(v, md, inplace)
-        if inplace is not None:
-            buf = self.slots[inplace].buffer
-            s = inplace if self.slots[inplace].md.same(md) else self.new_slot(buf, md)
-        else:
-            s = self.new_slot(self.buffer(INTERNAL, md.nbytes), md)
+        s = self._dst_slot(md, inplace)
         self.bind(v, self.view(s, v.shape or (1,)))
         return s
 
@@ -779,12 +785,19 @@ def _lower_group(b: Builder, host: Op, ops: Any) -> None:
         _lower_chain(b, rest[cut:], ops)
         return
     host.fused = []
+    b.pos = host.index
     ops[host.kind].lower(b, host, NO_EPILOGUE)
     _lower_chain(b, rest, ops)
 
 
 def _lower_chain(b: Builder, chain: list[Op], ops: Any) -> None:
-    """Lower ``chain`` as its first op with the others fused into it."""
+    """Lower ``chain`` as its first op with the others fused into it.
+
+    At the position of the chain's own last op, not the whole group's: a value
+    the rest of the group still reads (``relu(c) + c`` split into two steps)
+    must not look dead to the first part, which would overwrite it in place.
+    """
+    b.pos = chain[-1].index
     head, head.host, head.fused = chain[0], None, chain[1:]
     for f in head.fused:
         f.host = head

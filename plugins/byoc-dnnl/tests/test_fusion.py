@@ -291,6 +291,60 @@ def test_refused_fusion_falls_back_to_separate_primitives(
     assert len([s for s in steps if s[0] != "reorder"]) == 2  # conv, add(+relu)
 
 
+# -- found by random graphs against onnxruntime ----------------------------------
+
+
+@pytest.mark.parametrize("first", ["Relu", "MaxPool"])
+def test_a_one_input_host_before_a_conv_builds(first: str) -> None:
+    # The depthwise-fusion check read the host's weights input before asking
+    # whether the host was a Conv at all: IndexError in init.
+    attrs = {"kernel_shape": [2, 2]} if first == "MaxPool" else {}
+    nodes = [
+        helper.make_node(first, ["x"], ["r"], **attrs),
+        helper.make_node("Conv", ["r", "w"], ["y"], strides=[2, 2]),
+    ]
+    check_model(graph_model(nodes, {"x": (1, 3, 5, 11)}, ["y"], {"w": w(8, 3, 1, 1)}))
+
+
+@pytest.mark.parametrize("layout", ["native", "blocked"])
+@pytest.mark.parametrize("act", ["Relu", "Sigmoid", "Elu"])
+def test_a_split_chain_keeps_the_value_its_rest_reads(act: str, layout: str) -> None:
+    # conv -> act -> Add(conv, act): oneDNN refuses act + Add(conv) fused, and
+    # the act, then lowered alone at the chain's end, thought conv dead there
+    # and overwrote it in place before the Add read it.
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"]),
+        helper.make_node(act, ["c"], ["e"]),
+        helper.make_node("Add", ["c", "e"], ["y"]),
+    ]
+    model = graph_model(nodes, {"x": (1, 8, 8, 10)}, ["y"], {"w": w(24, 8, 1, 1)})
+    check_model(model, options={"conv_layout": layout})
+
+
+def test_a_value_written_in_place_is_reordered_again() -> None:
+    # The Mul writes v9 over v4's blocked buffer; v4's plain copy (made for
+    # the Add) stayed cached for that buffer and the Sub read it as v9.
+    nodes = [
+        helper.make_node("Clip", ["x", "lo", "hi"], ["v1"]),
+        helper.make_node("Conv", ["v1", "dw", "db"], ["v4"], group=4, pads=[1] * 4),
+        helper.make_node("Add", ["v4", "k"], ["v7"]),
+        helper.make_node("Mul", ["v4", "v7"], ["v9"]),
+        helper.make_node("Sub", ["v9", "c"], ["v10"]),
+        helper.make_node("GlobalAveragePool", ["v10"], ["y"]),
+    ]
+    inits = {
+        "lo": np.array(-1.0, np.float32),
+        "hi": np.array(1.0, np.float32),
+        "dw": w(4, 1, 3, 3),
+        "db": w(4),
+        "k": np.array(0.5, np.float32),
+        "c": w(4, 11, 9),
+    }
+    model = graph_model(nodes, {"x": (2, 4, 11, 9)}, ["y", "v9"], inits)
+    for layout in ("native", "blocked"):
+        check_model(model, options={"conv_layout": layout})
+
+
 def test_outputs_are_fresh_and_inputs_untouched() -> None:
     nodes = [
         helper.make_node("Relu", ["x"], ["y"]),

@@ -131,8 +131,10 @@ def dw_fusable(host: Op, dw: Op) -> bool:
     group, eltwise post-ops only so far; ``dw`` 3x3, stride 2, dilation 1,
     left/top padding 1, one group per channel, constant weights and bias.
     """
+    if host.kind != "Conv":  # any host may meet a Conv: a Relu or a pool has one input
+        return False
     x, w = host.inputs[0], host.inputs[1]
-    if host.kind != "Conv" or x is None or w is None or len(host.out.shape) != 4:
+    if x is None or w is None or len(host.out.shape) != 4:
         return False
     if w.shape[2:] != (1, 1) or int(host.attr("group", 1)) != 1:
         return False
