@@ -281,6 +281,15 @@ def check(status: int, func: Any, args: tuple[Any, ...]) -> int:
     return status
 
 
+def refuse(why: str, function: str) -> DnnlError:
+    """An ``unimplemented`` error for a fused form oneDNN accepts but runs
+    badly (a reference kernel, wrong results): the lowering's fallback then
+    runs the ops apart."""
+    return DnnlError(
+        why, backend="dnnl", function=function, status=3, status_name="unimplemented"
+    )
+
+
 # --------------------------------------------------------------------------
 # declarations: name -> (restype, argtypes); restype None means dnnl_status_t
 # --------------------------------------------------------------------------

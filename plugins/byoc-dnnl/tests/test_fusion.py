@@ -321,6 +321,37 @@ def test_a_split_chain_keeps_the_value_its_rest_reads(act: str, layout: str) -> 
     check_model(model, options={"conv_layout": layout})
 
 
+@pytest.mark.parametrize("pool", ["MaxPool", "AveragePool"])
+@pytest.mark.parametrize("operand", [(1, 8, 8, 5), (8, 8, 5)])
+def test_pooling_with_a_per_element_operand_is_right(
+    pool: str, operand: tuple[int, ...]
+) -> None:
+    # oneDNN 3.2's jit pooling reads such a binary post-op operand at the
+    # blocked dst's offsets: the fused form is refused.
+    nodes = [
+        helper.make_node(pool, ["x"], ["p"], kernel_shape=[2, 2]),
+        helper.make_node("Sub", ["p", "c"], ["y"]),
+    ]
+    model = graph_model(nodes, {"x": (1, 8, 9, 6)}, ["y"], {"c": w(*operand)})
+    steps = kernel_steps(check_model(model))
+    assert any(s[0] == "Sub_1" for s in steps), steps  # ran apart
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 1, 1), (3, 16, 1, 1), (2, 8, 1, 1, 1)])
+def test_batchnorm_at_spatial_one_and_batch_above_one_is_right(
+    shape: tuple[int, ...],
+) -> None:
+    # x * k + c as one binary primitive with a binary post-op came out wrong
+    # in oneDNN 3.2 on (N > 1, C, 1, ...) tensors: Mul and Add run apart there.
+    c = shape[1]
+    nodes = [bn("bn", "x", "y")]
+    mod = check_model(graph_model(nodes, {"x": shape}, ["y"], bn_inits("bn", c)))
+    assert len(kernel_steps(mod)) == 2
+    flat = (shape[0], c, 2, 1)  # spatial extent above one: still one primitive
+    mod = check_model(graph_model(nodes, {"x": flat}, ["y"], bn_inits("bn", c)))
+    assert len(kernel_steps(mod)) == 1
+
+
 def test_a_value_written_in_place_is_reordered_again() -> None:
     # The Mul writes v9 over v4's blocked buffer; v4's plain copy (made for
     # the Add) stayed cached for that buffer and the Sub read it as v9.

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import byoc
 
-from .._lib import Arg, DnnlError, FormatKind, Query
+from .._lib import Arg, DnnlError, FormatKind, Query, refuse
 from ..handles import MemoryDesc, PrimitiveDesc, conv_pd
 from ..ir import Decline, Op
 from ..lowering import Builder, Epilogue, PostItem
@@ -310,12 +310,8 @@ def _lower_window_op(
         result = ep.result or y
         if not pd.impl.startswith("jit") or pd.md(Query.dst_md).dims != result.shape:
             # Not a real fused kernel: refuse, so the two convolutions run apart.
-            raise DnnlError(
-                f"no fused depthwise kernel ({pd.impl})",
-                backend="dnnl",
-                function="dnnl_post_ops_append_dw",
-                status=3,
-                status_name="unimplemented",
+            raise refuse(
+                f"no fused depthwise kernel ({pd.impl})", "dnnl_post_ops_append_dw"
             )
         extra = extra + ep.dw_args(b, pd)
     _finish(b, node, ep, pd, x_slot, weights(), bias, sum_slot, extra)

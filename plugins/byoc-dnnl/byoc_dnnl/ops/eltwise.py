@@ -15,7 +15,7 @@ import numpy as np
 
 import byoc
 
-from .._lib import Alg, Arg, PropKind, Query
+from .._lib import Alg, Arg, PropKind, Query, refuse
 from ..handles import MemoryDesc, PrimitiveDesc
 from ..ir import Decline, Op, Value
 from ..lowering import Builder, Epilogue, PostItem
@@ -273,6 +273,15 @@ def lower_binary(b: Builder, node: Op, ep: Epilogue) -> None:
         )
 
     pd, (s0, s1) = b.best_pd([s0, s1], make)
+    rows, chans, *space = y.shape if len(y.shape) >= 3 else (1, 1)
+    if extra and rows > 1 and chans > 1 and all(d == 1 for d in space):
+        # oneDNN 3.2's binary kernel applies a binary post-op at the wrong
+        # offsets on (N, C, 1, ...) tensors (a BatchNormalization after a
+        # global pooling at batch 2, fuzzed): run the ops apart.
+        raise refuse(
+            f"binary post-ops on a {y.shape} binary op",
+            "dnnl_binary_primitive_desc_create",
+        )
     inplace = (
         s0
         if b.can_overwrite(src0)

@@ -14,7 +14,7 @@ from typing import Any
 
 import byoc
 
-from .._lib import Alg, Arg, PropKind, Query, dims
+from .._lib import Alg, Arg, PropKind, Query, dims, refuse
 from ..handles import MemoryDesc, PrimitiveDesc
 from ..ir import Decline, Op
 from ..layout import channel_layouts
@@ -112,7 +112,19 @@ def _pool(b: Builder, node: Op, ep: Epilogue, alg: int, win: Window) -> None:
     # Plain NCHW (a subgraph that starts with a pooling) gets a simple loop: a
     # 3x3/2 MaxPool on 64x112x112 took 8 ms, 0.28-0.36 ms reordered to nChw8c.
     pd, s = b.jit_pd(b.slot(x), make, channel_layouts(x.shape))
-    out = b.produce(ep.result or y, pd.md(Query.dst_md))
+    dst_md = pd.md(Query.dst_md)
+    for _, slot in extra:
+        md = b.md(slot)
+        if md.dims[1] != 1 and any(d != 1 for d in md.dims[2:]) and not md.same(dst_md):
+            # oneDNN 3.2's jit pooling reads such an operand (varying over
+            # channels and space) at the dst's offsets: wrong numbers unless
+            # both share a layout (a fuzzed model). Run the ops apart.
+            raise refuse(
+                f"binary post-op operand {md} in another layout than the "
+                f"pooling's dst {dst_md}",
+                "dnnl_pooling_forward_primitive_desc_create",
+            )
+    out = b.produce(ep.result or y, dst_md)
     b.add_step(pd, [(Arg.src, s), (Arg.dst, out), *extra], node.label)
 
 
