@@ -700,3 +700,28 @@ def test_extra_ops_match_onnxruntime(op, make, attrs):
     for g, w in zip(got, want, strict=True):
         assert g.dtype == w.dtype and g.shape == w.shape
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+
+
+# ONNX broadcasts these operands one way only: numpy would stretch the other
+# side too (a symbolic dim that changed at run time gave a wrong-shaped result).
+ONE_WAY_CASES = [
+    ("Gemm", [randn(3, 4), randn(4, 5), randn(1, 5)], {}, True),
+    ("Gemm", [randn(3, 4), randn(4, 5), randn(3, 1)], {}, True),
+    ("Gemm", [randn(1, 4), randn(4, 5), randn(3, 5)], {}, False),
+    ("PRelu", [randn(2, 3, 4), randn(3, 1)], {}, True),
+    ("PRelu", [randn(2, 1, 4), randn(3, 1)], {}, False),
+    ("LayerNormalization", [randn(2, 5), randn(5), randn(5)], {}, True),
+    ("LayerNormalization", [randn(2, 1), randn(5), randn(5)], {}, False),
+    ("LayerNormalization", [randn(2, 1), randn(1), randn(5)], {}, False),
+]
+
+
+@pytest.mark.parametrize(("op", "inputs", "attrs", "valid"), ONE_WAY_CASES)
+def test_one_way_broadcast_operands(op, inputs, attrs, valid):
+    if not valid:
+        with pytest.raises(ValueError, match="does not broadcast to"):
+            run(op, *inputs, **attrs)
+        return
+    (got,) = run(op, *inputs, **attrs)
+    (want,) = ort(op, inputs, **attrs)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

@@ -71,6 +71,23 @@ def wide(x: np.ndarray) -> np.ndarray:
     return x
 
 
+def unidirectional(
+    operand: np.ndarray, shape: tuple[int, ...], what: str
+) -> np.ndarray:
+    """``operand``, checked to broadcast *to* ``shape`` without growing it.
+
+    ONNX broadcasts Gemm's C, PRelu's slope and LayerNormalization's scale and
+    bias one way only; numpy would also stretch the other side, and a symbolic
+    dim that changed at run time then gave a result of the wrong shape.
+    """
+    if np.broadcast_shapes(operand.shape, shape) != tuple(shape):
+        raise ValueError(
+            f"{what} of shape {operand.shape} does not broadcast to {tuple(shape)} "
+            "(ONNX unidirectional broadcasting)"
+        )
+    return operand
+
+
 def trunc_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Integer division rounding toward zero (C semantics, as ONNX integer Div).
 

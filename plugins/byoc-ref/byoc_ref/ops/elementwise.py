@@ -16,7 +16,7 @@ import byoc
 from byoc.dtypes import DTypeError, dtype_name
 
 from . import attr, op
-from ._common import is_float, trunc_div, wide
+from ._common import is_float, trunc_div, unidirectional, wide
 
 # --------------------------------------------------------------------------
 # erf (numpy has none; scipy is not a dependency)
@@ -303,7 +303,8 @@ def leaky_relu(node, x):
 @op("PRelu")
 def prelu(node, x, slope):
     xw = wide(x)
-    return (np.where(xw < 0, xw * wide(slope), xw).astype(x.dtype),)
+    slope = wide(unidirectional(slope, x.shape, "the slope"))
+    return (np.where(xw < 0, xw * slope, xw).astype(x.dtype),)
 
 
 @op("Elu")

@@ -18,6 +18,7 @@ from ._common import (
     norm_axis,
     pad_spatial,
     prod,
+    unidirectional,
     wide,
     window,
     windows,
@@ -51,6 +52,8 @@ def gemm(node, a, b, c=None):
     if attr(node, "transB", 0):
         b = b.T
     y = wide(a) @ wide(b)
+    if c is not None:
+        c = unidirectional(c, y.shape, "Gemm's C")
     alpha, beta = attr(node, "alpha", 1.0), attr(node, "beta", 1.0)
     if is_float(a.dtype):
         y = alpha * y
@@ -326,9 +329,10 @@ def layer_norm(node, x, scale, bias=None):
     mu = xw.mean(axis=axes, keepdims=True)
     inv_std = 1.0 / np.sqrt(((xw - mu) ** 2).mean(axis=axes, keepdims=True)
                             + attr(node, "epsilon", 1e-5))
-    y = (xw - mu) * inv_std * wide(scale)
+    normalized = x.shape[axis:]
+    y = (xw - mu) * inv_std * wide(unidirectional(scale, normalized, "the scale"))
     if bias is not None:
-        y = y + wide(bias)
+        y = y + wide(unidirectional(bias, normalized, "the bias"))
     stash = dtype_name(attr(node, "stash_type", 1))
     outs = (y.astype(x.dtype), mu.astype(stash), inv_std.astype(stash))
     return outs[: node.num_outputs]
