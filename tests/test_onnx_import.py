@@ -166,6 +166,29 @@ def test_model_errors_are_typed(tmp_path):
         import_onnx(broken)
 
 
+@pytest.mark.parametrize(
+    ("node", "complaint"),
+    [
+        (helper.make_node("Relu", ["x", "x"], ["y"]), "input size 2"),
+        (helper.make_node("Sigmoid", ["x"], ["y"], alpha=0.5), "attribute: alpha"),
+    ],
+)
+def test_outputs_without_shape_do_not_hide_invalid_nodes(node, complaint):
+    # Exporters leave graph outputs without a shape and that is accepted; but
+    # the checker stops at its first complaint, and skipping past that one
+    # used to let every later check go unchecked (found by mutating models).
+    model = make_model([node], [("x", [3])], [("y", None)])
+    assert not model.graph.output[0].type.tensor_type.HasField("shape")
+    with pytest.raises(byoc.ModelError, match=complaint):
+        import_onnx(model)
+    assert not model.graph.output[0].type.tensor_type.HasField("shape")  # untouched
+    fine = make_model(
+        [helper.make_node("Relu", ["x"], ["y"])], [("x", [3])], [("y", None)]
+    )
+    assert kernels(import_onnx(fine))[0].name == "Relu"
+    assert not fine.graph.output[0].type.tensor_type.HasField("shape")
+
+
 def test_loads_from_a_path(tmp_path):
     model = make_model(
         [helper.make_node("Relu", ["x"], ["y"])], [("x", [3])], [("y", [3])]
