@@ -725,3 +725,30 @@ def test_one_way_broadcast_operands(op, inputs, attrs, valid):
     (got,) = run(op, *inputs, **attrs)
     (want,) = ort(op, inputs, **attrs)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_gemm_needs_rank_two_operands():
+    # numpy's matmul would broadcast a rank-4 A (a mutated model ran).
+    support = check("Gemm", (randn(2, 8, 5, 5), randn(5)))
+    assert not support and "rank-2" in support.reason
+    assert check("Gemm", (randn(3, 4), randn(4, 5)))
+
+
+@pytest.mark.parametrize(("op", "inputs", "attrs"), [
+    ("Conv", [randn(1, 3, 12, 1), randn(4, 3, 3, 3)], {}),
+    ("MaxPool", [randn(1, 3, 12, 1)], {"kernel_shape": [3, 3]}),
+    ("AveragePool", [randn(1, 3, 12, 1)], {"kernel_shape": [3, 3]}),
+])
+def test_a_window_larger_than_the_padded_input_is_an_error(op, inputs, attrs):
+    # onnxruntime refuses these (a negative output size); clamping it to an
+    # empty result hid the mistake.
+    with pytest.raises(ValueError, match="does not fit the padded input"):
+        run(op, *inputs, **attrs)
+    with pytest.raises(Exception):  # noqa: B017 - its own words, whatever the type
+        ort(op, inputs, **attrs)
+
+
+def test_a_window_that_just_misses_gives_an_empty_result():
+    (got,) = run("MaxPool", randn(1, 3, 12, 1), kernel_shape=[2, 2])
+    (want,) = ort("MaxPool", [randn(1, 3, 12, 1)], kernel_shape=[2, 2])
+    assert got.shape == want.shape == (1, 3, 11, 0)

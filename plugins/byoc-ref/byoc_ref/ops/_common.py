@@ -187,6 +187,13 @@ def window(
                     o -= 1
             else:
                 o = room // stride + 1
+        if o < 0 and size > 0:
+            # Negative: onnxruntime refuses it too, and clamping it to an empty
+            # result hid the mistake. (A window that just misses, 0, is empty.)
+            raise ValueError(
+                f"the window ({kernel[i]} wide, dilation {dilations[i]}) does not "
+                f"fit the padded input ({size} + {b} + {e}) along spatial axis {i}"
+            )
         o = max(o, 0)
         need = (o - 1) * stride + span if o else 0
         begin.append(b)

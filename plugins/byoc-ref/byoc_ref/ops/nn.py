@@ -36,6 +36,9 @@ def matmul(node, a, b):
 
 
 def _gemm_check(info: byoc.NodeInfo) -> byoc.Support:
+    ranks = [len(s.shape) for s in info.inputs[:2] if s and s.shape is not None]
+    if any(r != 2 for r in ranks):
+        return byoc.Support.no(f"ref: Gemm needs rank-2 A and B, got ranks {ranks}")
     spec = info.inputs[0]
     scaled = attr(info, "alpha", 1.0) != 1.0 or attr(info, "beta", 1.0) != 1.0
     if spec is not None and not is_float(np.dtype(spec.dtype)) and scaled:
