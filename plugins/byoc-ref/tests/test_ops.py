@@ -752,3 +752,15 @@ def test_a_window_that_just_misses_gives_an_empty_result():
     (got,) = run("MaxPool", randn(1, 3, 12, 1), kernel_shape=[2, 2])
     (want,) = ort("MaxPool", [randn(1, 3, 12, 1)], kernel_shape=[2, 2])
     assert got.shape == want.shape == (1, 3, 11, 0)
+
+
+@pytest.mark.parametrize(("attrs", "complaint"), [
+    ({"pads": [0, 0, 0, 0, -3]}, "pads has 5 values, 4 expected"),
+    ({"strides": [1]}, "strides has 1 values, 2 expected"),
+    ({"dilations": [1, 1, 1]}, "dilations has 3 values, 2 expected"),
+    ({"pads": [0, -1, 0, 0]}, "must not be negative"),
+])
+def test_window_attributes_of_the_wrong_length_are_errors(attrs, complaint):
+    # A mutated model's 5-value pads ran with the first four; onnxruntime refuses.
+    with pytest.raises(ValueError, match=complaint):
+        run("MaxPool", randn(1, 3, 6, 6), kernel_shape=[3, 3], **attrs)

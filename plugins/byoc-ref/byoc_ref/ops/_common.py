@@ -166,6 +166,13 @@ def window(
     dilations = tuple(node.attrs.get("dilations") or (1,) * n)
     auto_pad = node.attrs.get("auto_pad", "NOTSET") or "NOTSET"
     pads = tuple(node.attrs.get("pads") or (0,) * (2 * n))
+    for name, values, want in (("strides", strides, n), ("dilations", dilations, n),
+                               ("pads", pads, 2 * n)):
+        if len(values) != want:  # onnxruntime refuses these too
+            raise ValueError(f"{name} has {len(values)} values, {want} expected for "
+                             f"{n} spatial axes: {list(values)}")
+    if min(pads) < 0:
+        raise ValueError(f"pads must not be negative: {list(pads)}")
     begin, end, out, extra = [], [], [], []
     for i in range(n):
         size, stride = int(in_shape[i]), strides[i]
