@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import onnx
 import pytest
@@ -187,6 +189,58 @@ def test_outputs_without_shape_do_not_hide_invalid_nodes(node, complaint):
     )
     assert kernels(import_onnx(fine))[0].name == "Relu"
     assert not fine.graph.output[0].type.tensor_type.HasField("shape")
+
+
+@pytest.mark.parametrize(
+    ("nodes", "inputs", "complaint"),
+    [
+        (  # float indices
+            [helper.make_node("Gather", ["x", "i"], ["y"])],
+            [("x", [4, 3], TensorProto.FLOAT), ("i", [2], TensorProto.FLOAT)],
+            "input 1 ('i') is tensor(float); its parameter 'indices' takes",
+        ),
+        (  # float pads where the schema says tensor(int64)
+            [helper.make_node("Pad", ["x", "p"], ["y"])],
+            [("x", [4, 3], TensorProto.FLOAT), ("p", [4], TensorProto.FLOAT)],
+            "its parameter 'pads' takes tensor(int64)",
+        ),
+        (  # both inputs bind T: float and int64 differ
+            [helper.make_node("Add", ["x", "n"], ["y"])],
+            [("x", [3], TensorProto.FLOAT), ("n", [3], TensorProto.INT64)],
+            "earlier input of type T is tensor(float): they must match",
+        ),
+        (  # an intermediate value's type, as shape inference found it
+            [
+                helper.make_node("Cast", ["x"], ["c"], to=TensorProto.INT64),
+                helper.make_node("Relu", ["x"], ["r"]),
+                helper.make_node("Mul", ["r", "c"], ["y"]),
+            ],
+            [("x", [3], TensorProto.FLOAT)],
+            "Mul node 2: input 1 ('c') is tensor(int64)",
+        ),
+    ],
+)
+def test_input_types_are_checked_against_the_operator(nodes, inputs, complaint):
+    # onnxruntime refuses these at load and onnx.checker does not; they ran.
+    graph = helper.make_graph(
+        nodes,
+        "t",
+        [helper.make_tensor_value_info(n, t, s) for n, s, t in inputs],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(byoc.ModelError, match=re.escape(complaint)):
+        import_onnx(model)
+
+
+def test_variadic_and_heterogeneous_inputs_pass_the_type_check():
+    nodes = [
+        helper.make_node("Concat", ["x", "x", "x"], ["c"], axis=0),
+        helper.make_node("Shape", ["c"], ["s"]),
+        helper.make_node("Reshape", ["c", "s"], ["y"]),
+    ]
+    model = make_model(nodes, [("x", [3])], [("y", None)])
+    assert [n.name for n in kernels(import_onnx(model))] == ["Concat", "Reshape"]
 
 
 def test_loads_from_a_path(tmp_path):

@@ -30,7 +30,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from .attrs import Sym, SymLike, TensorAttr
-from .dtypes import UNKNOWN, DTypeError, dtype_name
+from .dtypes import UNKNOWN, DTypeError, dtype_name, onnx_code
 from .errors import ModelError
 from .graph import ABSENT, Graph, JSONGraphNode, JSONGraphNodeEntry, Shape
 
@@ -384,6 +384,8 @@ class _Importer:
         if default and node.op_type == "Constant":
             self.known[node.output[0]] = _constant_value(node)
             return
+        if default:
+            self._check_types(index, node)
         if default and self._fold_sym(node):
             return
         if default and self._fold_const(node):
@@ -416,6 +418,58 @@ class _Importer:
             ),
             outputs,
         )
+
+    def _check_types(self, index: int, node: onnx.NodeProto) -> None:
+        """Each input's element type against the operator's type constraints.
+
+        onnxruntime checks them when it loads a model and ``onnx.checker``
+        does not: without this a Gather with float indices or a Pad with
+        float pads ran (found by mutating models), with whatever a backend
+        made of them.
+        """
+        try:
+            schema = onnx.defs.get_schema(node.op_type, self.opset, "")
+        except onnx.defs.SchemaError:
+            return  # unknown ops are the partitioner's to refuse
+        formals = schema.inputs
+        allowed = {
+            c.type_param_str: set(c.allowed_type_strs) for c in schema.type_constraints
+        }
+        bound: dict[str, str] = {}
+        variadic = onnx.defs.OpSchema.FormalParameterOption.Variadic
+        for i, name in enumerate(node.input):
+            if not name or not formals:
+                continue
+            formal = formals[min(i, len(formals) - 1)]
+            if i >= len(formals) and formal.option != variadic:
+                return  # too many inputs: the checker has said so
+            dtype = self._dtype_of(name)
+            if dtype == UNKNOWN:
+                continue
+            got = f"tensor({onnx.TensorProto.DataType.Name(onnx_code(dtype)).lower()})"
+            want = allowed.get(formal.type_str, {formal.type_str})
+            where = f"{node.op_type} node {node.name or index!r}: input {i} ({name!r})"
+            if got not in want:
+                raise ModelError(
+                    f"{where} is {got}; its parameter {formal.name!r} takes "
+                    f"{', '.join(sorted(want))}"
+                )
+            if formal.type_str in allowed and formal.is_homogeneous:
+                first = bound.setdefault(formal.type_str, got)
+                if first != got:
+                    raise ModelError(
+                        f"{where} is {got}, but an earlier input of type "
+                        f"{formal.type_str} is {first}: they must match"
+                    )
+
+    def _dtype_of(self, name: str) -> str:
+        known = self.known.get(name)
+        if isinstance(known, np.ndarray):
+            try:
+                return dtype_name(known.dtype)
+            except DTypeError:
+                return UNKNOWN
+        return self.specs.get(name, (None, UNKNOWN))[1]
 
     # -- folding -----------------------------------------------------------
 
