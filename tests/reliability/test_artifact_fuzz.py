@@ -271,6 +271,32 @@ HUGE_TOKENS = [
 ]
 
 
+@pytest.mark.parametrize(
+    "unit",
+    [
+        b"\xdc\x0f\xff",  # array16 of 4095 items, then the next one as its first
+        b"\xde\x0f\xff",  # map16 of 4095 pairs, likewise
+        b"\xdd\x00\x00\x0f\xff",  # array32
+    ],
+)
+def test_nested_containers_that_promise_too_much_are_format_errors(seed, unit):
+    # msgpack allocates each container at its declared length before reading
+    # it, bounded only by the input length each: a 4 KiB header of nested
+    # arrays allocated 1.9 MB (the nightly fuzz), megabytes more as it grows.
+    head = unit * (4096 // len(unit))
+    assert outcome(rebuild(head, seed)) == "format-error"
+    assert outcome(rebuild(head * 8, seed)) == "format-error"
+
+
+def test_a_header_with_many_large_tokens_still_loads(seed):
+    # The quick check sums every byte that could start a 16/32-bit container,
+    # strings and numbers included; a header that trips it is walked for real.
+    head_len = PREFIX.unpack_from(seed)[4]
+    header = msgpack.unpackb(seed[PREFIX.size : PREFIX.size + head_len], raw=False)
+    header["zz_noise"] = "\xdd\xff\xff\xff\xff" * 50  # harmless inside a string
+    assert outcome(rebuild(header, seed)) == "loaded, ran"
+
+
 def _positions(obj: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
     yield path
     if isinstance(obj, dict):
