@@ -171,7 +171,7 @@ def window(
         if len(values) != want:  # onnxruntime refuses these too
             raise ValueError(f"{name} has {len(values)} values, {want} expected for "
                              f"{n} spatial axes: {list(values)}")
-    if min(pads) < 0:
+    if any(p < 0 for p in pads):
         raise ValueError(f"pads must not be negative: {list(pads)}")
     begin, end, out, extra = [], [], [], []
     for i in range(n):
