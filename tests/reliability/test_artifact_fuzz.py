@@ -56,22 +56,43 @@ def stats() -> Iterator[None]:
 
 def bounded(fn: Callable[[], Any], size: int, memory: bool = True) -> Any:
     """``fn()``, failing if it takes over 1 s or (with ``memory``) allocates more
-    than size + MARGIN bytes, as traced by tracemalloc."""
+    than size + MARGIN bytes, as traced by tracemalloc.
+
+    A call over the memory bound is traced once more before it fails: msgpack
+    interns map keys, and when the interpreter's table of interned strings
+    grows, the call that triggers it is charged a table sized by every string
+    the process interned (1.9 MB at about 38,000 of them, which a long fuzz
+    run reaches). That happens once per doubling, so the second trace shows
+    what the load itself allocates; an allocation that follows the file's
+    contents repeats.
+    """
+    start = time.perf_counter()
+    result, peak = _traced(fn, memory)
+    if peak > size + MARGIN:
+        result, peak = _traced(fn, memory)
+    elapsed = time.perf_counter() - start
+    STATS["cases"] += 1
+    if peak > STATS["max_peak"]:
+        STATS["max_peak"], STATS["at_size"] = peak, size
+    STATS["max_s"] = max(STATS["max_s"], elapsed)
+    assert peak <= size + MARGIN, f"allocated {peak} bytes for a {size}-byte file"
+    return result
+
+
+def _traced(fn: Callable[[], Any], memory: bool) -> tuple[Any, int]:
+    """``fn()`` and its traced peak in bytes (0 without ``memory``); fails at
+    once if it takes over 1 s."""
     if memory:
         tracemalloc.start()
     start = time.perf_counter()
     try:
-        return fn()
+        result = fn()
     finally:
         elapsed = time.perf_counter() - start
         peak = tracemalloc.get_traced_memory()[1] if memory else 0
         tracemalloc.stop()
-        STATS["cases"] += 1
-        if peak > STATS["max_peak"]:
-            STATS["max_peak"], STATS["at_size"] = peak, size
-        STATS["max_s"] = max(STATS["max_s"], elapsed)
-        assert elapsed < LIMIT_S, f"took {elapsed:.2f} s"
-        assert peak <= size + MARGIN, f"allocated {peak} bytes for a {size}-byte file"
+    assert elapsed < LIMIT_S, f"took {elapsed:.2f} s"
+    return result, peak
 
 
 def outcome(data: bytes, path: Path | None = None) -> str:
@@ -122,6 +143,18 @@ def test_the_bounds_can_fail(seed):
         bounded(lambda: bytearray(len(seed) + MARGIN + 4096), len(seed))
     with pytest.raises(AssertionError, match="took"):
         bounded(lambda: time.sleep(LIMIT_S), len(seed))
+
+
+def test_a_one_off_allocation_is_traced_again(seed):
+    """What an interned-strings table resize looks like to the bound: a big
+    allocation on the first call only (see :func:`bounded`)."""
+    calls = []
+
+    def first_call_grows() -> int:
+        calls.append(bytearray(len(seed) + MARGIN + 4096) if not calls else b"")
+        return len(calls)
+
+    assert bounded(first_call_grows, len(seed)) == 2
 
 
 # --------------------------------------------------------------------------
