@@ -297,6 +297,7 @@ def bench_model(
         "byoc_min_ms": min(tb) * 1e3,
         "ort_min_ms": min(to) * 1e3,
         "ratio": statistics.median(ratios),
+        "ratio_quartiles": quartiles(ratios),
         "ratio_of_medians": mb / mo,
         "byoc_gflops": work / mb / 1e9,
         "ort_gflops": work / mo / 1e9,
@@ -316,6 +317,15 @@ def bench_model(
         "conv_layout": layouts,
         "samples": len(tb),
     }
+
+
+def quartiles(xs: list[float]) -> list[float]:
+    """First and third quartile: how far single rounds' ratios spread around
+    the median (the machine's noise, which one ratio alone hides)."""
+    if len(xs) < 2:
+        return [*xs, *xs]
+    q1, _, q3 = statistics.quantiles(xs, n=4)
+    return [q1, q3]
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
@@ -399,9 +409,11 @@ def main(argv: list[str] | None = None) -> int:
                     Path(tmpdir),
                 )
                 rows.append(row)
+                q1, q3 = row["ratio_quartiles"]
                 print(
                     f"  {name:12s} byoc {row['byoc_ms']:8.2f} ms  "
-                    f"ort {row['ort_ms']:8.2f} ms  ratio {row['ratio']:.3f}  "
+                    f"ort {row['ort_ms']:8.2f} ms  ratio {row['ratio']:.3f} "
+                    f"(rounds {q1:.3f} - {q3:.3f})  "
                     f"err {row['max_rel_err_vs_ort']:.1e}",
                     flush=True,
                 )

@@ -186,3 +186,10 @@ def test_bert_layer_with_symbolic_batch_and_sequence_runs_on_dnnl() -> None:
         x = np.random.default_rng(b * s).standard_normal((b, s, 768)).astype("float32")
         got = next(iter(mod.run({name: x}).values()))
         assert_close(got, run_ort(model, {name: x})[0], REL, f"B={b} S={s}")
+
+
+def test_bench_reports_the_spread_of_the_rounds_ratios() -> None:
+    from bench.run import quartiles
+
+    assert quartiles([1.0, 2.0, 3.0, 4.0, 5.0]) == [1.5, 4.5]
+    assert quartiles([0.9]) == [0.9, 0.9]
