@@ -73,9 +73,9 @@ def bounded(fn: Callable[[], Any], size: int, memory: bool = True) -> Any:
       strings grows, the call that triggers it is charged a table sized by
       every string the process interned (1.9 MB at about 38,000, which a long
       fuzz run reaches). That happens once per doubling.
-    * A stall of this shared machine: one load that fails at once on a bad
-      version field took 1.70 s in a nightly run, and hypothesis could not
-      make it slow again.
+    * A stall of this shared machine: in a nightly run one load of the seed
+      with another minor version (which readers accept) took 1.70 s, where
+      loads take milliseconds, and hypothesis could not make it slow again.
 
     A reader that trusts a count or an offset from the file is slow, or
     allocates, every time.
