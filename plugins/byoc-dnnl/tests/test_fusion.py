@@ -352,6 +352,30 @@ def test_batchnorm_at_spatial_one_and_batch_above_one_is_right(
     assert len(kernel_steps(mod)) == 1
 
 
+@pytest.mark.parametrize("layout", ["native", "blocked"])
+@pytest.mark.parametrize(("rows", "cols"), [(33, 16), (64, 24)])
+def test_a_binary_post_op_on_blocked_rows_is_right(
+    rows: int, cols: int, layout: str
+) -> None:
+    # A Linear layer's rows on the blocked layout are a (rows, C) view of a
+    # channel-blocked image. A binary op on them with a per-column binary
+    # post-op (Div by a full matrix, then Add a bias) added the first block's
+    # bias to every block in oneDNN 3.2: the two run apart there.
+    nodes = [
+        helper.make_node("Gemm", ["x", "k", "b"], ["g"], transB=1),
+        helper.make_node("Div", ["g", "d"], ["q"]),
+        helper.make_node("Add", ["q", "c"], ["y"]),
+    ]
+    inits = {
+        "k": w(cols, cols),
+        "b": w(1, cols),
+        "d": np.abs(w(rows, cols)) + 0.5,
+        "c": w(cols),
+    }
+    model = graph_model(nodes, {"x": (rows, cols)}, ["y", "g"], inits)
+    check_model(model, options={"conv_layout": layout})
+
+
 def test_a_value_written_in_place_is_reordered_again() -> None:
     # The Mul writes v9 over v4's blocked buffer; v4's plain copy (made for
     # the Add) stayed cached for that buffer and the Sub read it as v9.

@@ -273,11 +273,20 @@ def lower_binary(b: Builder, node: Op, ep: Epilogue) -> None:
         )
 
     pd, (s0, s1) = b.best_pd([s0, s1], make)
-    rows, chans, *space = y.shape if len(y.shape) >= 3 else (1, 1)
-    if extra and rows > 1 and chans > 1 and all(d == 1 for d in space):
+    rows, chans, *space = y.shape if len(y.shape) >= 2 else (1, 1)
+    blocked = pd.md(Query.dst_md).inner_nblks > 0
+    if (
+        extra
+        and rows > 1
+        and chans > 1
+        and all(d == 1 for d in space)
+        and (space or blocked)
+    ):
         # oneDNN 3.2's binary kernel applies a binary post-op at the wrong
         # offsets on (N, C, 1, ...) tensors (a BatchNormalization after a
-        # global pooling at batch 2, fuzzed): run the ops apart.
+        # global pooling at batch 2), and on (rows, C) ones whose C is
+        # blocked (a Linear layer's rows on the blocked layout: every block
+        # got the first block's bias); both fuzzed. Run the ops apart.
         raise refuse(
             f"binary post-ops on a {y.shape} binary op",
             "dnnl_binary_primitive_desc_create",
