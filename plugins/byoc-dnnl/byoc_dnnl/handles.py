@@ -258,6 +258,20 @@ class MemoryDesc:
         """Identical layout (``dnnl_memory_desc_equal``)."""
         return bool(self._lib.memory_desc_equal(self.h, other.h))
 
+    def same_bytes_as(self, other: MemoryDesc) -> bool:
+        """The same element at the same offset everywhere: equal dims, blocking
+        and size, and equal strides on every dim larger than one (a stride
+        over a dim of one is never used to address, so descs may differ there
+        and still place every element alike)."""
+        if self.dims != other.dims or self.format_kind != other.format_kind:
+            return False
+        if self.inner_nblks != other.inner_nblks or self.nbytes != other.nbytes:
+            return False
+        return all(
+            d == 1 or a == b
+            for d, a, b in zip(self.dims, self.strides, other.strides, strict=True)
+        )
+
     def __repr__(self) -> str:
         kind = {1: "any", 2: "blocked", 3: "opaque"}.get(self.format_kind, "?")
         extra = ""

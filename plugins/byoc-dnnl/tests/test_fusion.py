@@ -376,6 +376,25 @@ def test_a_binary_post_op_on_blocked_rows_is_right(
     check_model(model, options={"conv_layout": layout})
 
 
+@pytest.mark.parametrize("layout", ["native", "blocked"])
+@pytest.mark.parametrize("post", ["Add", "Mul"])
+def test_a_concat_feeding_a_fused_binary_op_is_right(post: str, layout: str) -> None:
+    # A batch-1 concat's dst desc carried its first input's batch stride;
+    # the binary kernel after it read the per-channel post-op operand through
+    # that stride, so channels 8-15 got channels 0-7's (random image graph
+    # 4404). The concat now writes the standard desc of the same bytes.
+    nodes = [
+        helper.make_node("Conv", ["x", "k"], ["c"]),
+        helper.make_node("Concat", ["c", "c"], ["j"], axis=1),
+        helper.make_node("Div", ["j", "d"], ["q"]),
+        helper.make_node(post, ["q", "e"], ["y"]),
+    ]
+    inits = {"k": w(8, 3, 3, 3), "d": np.abs(w(16, 6, 2)) + 0.5, "e": w(16, 1, 1)}
+    model = graph_model(nodes, {"x": (1, 3, 8, 4)}, ["y"], inits)
+    mod = check_model(model, options={"conv_layout": layout})
+    assert ("Div_2", "jit:uni", ("binary",)) in kernel_steps(mod)  # still fused
+
+
 def test_a_value_written_in_place_is_reordered_again() -> None:
     # The Mul writes v9 over v4's blocked buffer; v4's plain copy (made for
     # the Add) stayed cached for that buffer and the Sub read it as v9.
