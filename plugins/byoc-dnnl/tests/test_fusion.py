@@ -395,6 +395,22 @@ def test_a_concat_feeding_a_fused_binary_op_is_right(post: str, layout: str) -> 
     assert ("Div_2", "jit:uni", ("binary",)) in kernel_steps(mod)  # still fused
 
 
+@pytest.mark.parametrize("layout", ["native", "blocked"])
+def test_a_residual_kept_in_columns_is_summed_right(layout: str) -> None:
+    # A Softmax over axis 0 writes its rows as columns. The Linear layer run
+    # as a 1x1 convolution summed into that residual where it lay, reading
+    # the columns as rows (random row graph 3256): it now declines there.
+    nodes = [
+        helper.make_node("Softmax", ["x"], ["s"], axis=0),
+        helper.make_node("MatMul", ["s", "k1"], ["h"]),
+        helper.make_node("MatMul", ["h", "k2"], ["o"]),
+        helper.make_node("Add", ["s", "o"], ["y"]),
+    ]
+    inits = {"k1": w(8, 16), "k2": w(16, 8)}
+    model = graph_model(nodes, {"x": (33, 8)}, ["y"], inits)
+    check_model(model, options={"conv_layout": layout})
+
+
 def test_a_value_written_in_place_is_reordered_again() -> None:
     # The Mul writes v9 over v4's blocked buffer; v4's plain copy (made for
     # the Add) stayed cached for that buffer and the Sub read it as v9.

@@ -319,7 +319,8 @@ def linear_as_conv(
       binary post-op.
 
     Returns False (and adds nothing) with fewer than :data:`CONV_MIN_ROWS`
-    rows, channels that a blocked layout would pad, or no jit kernel.
+    rows, channels that a blocked layout would pad, a residual that is not
+    plain rows, or no jit kernel.
     """
     a_slot, w_slot, bias_slot, sum_slot = slots
     attr, extra = post
@@ -327,6 +328,11 @@ def linear_as_conv(
     k, n = b.md(w_slot).dims
     m = b.md(a_slot).dims[0]
     if m < CONV_MIN_ROWS or (tag is not None and (sum_slot is not None or extra)):
+        return False
+    if sum_slot is not None and not b.md(sum_slot).is_dense:
+        # The sum adds into the residual where it lies, and the convolution
+        # writes plain rows: a residual kept in another layout (a Softmax
+        # over axis 0 writes columns) would be read as rows.
         return False
     if tag is None:
         src_md = rows_as_image(MemoryDesc.plain((m, k)))
