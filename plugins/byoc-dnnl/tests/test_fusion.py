@@ -337,6 +337,22 @@ def test_pooling_with_a_per_element_operand_is_right(
     assert any(s[0] == "Sub_1" for s in steps), steps  # ran apart
 
 
+@pytest.mark.parametrize("channels", [3, 16])
+def test_pooling_with_a_per_sample_operand_is_right(channels: int) -> None:
+    # Also an operand that varies over batch and channels, spatial one: the
+    # pooling read sample 1's operand at the blocked dst's (padded) offsets
+    # (random image graph 6873). Run apart, as above.
+    nodes = [
+        helper.make_node("GlobalAveragePool", ["x"], ["p"]),
+        helper.make_node("Mul", ["p", "c"], ["y"]),
+    ]
+    model = graph_model(
+        nodes, {"x": (2, channels, 12, 4)}, ["y"], {"c": w(2, channels, 1, 1)}
+    )
+    steps = kernel_steps(check_model(model))
+    assert any(s[0] == "Mul_1" for s in steps), steps  # ran apart
+
+
 @pytest.mark.parametrize("shape", [(2, 8, 1, 1), (3, 16, 1, 1), (2, 8, 1, 1, 1)])
 def test_batchnorm_at_spatial_one_and_batch_above_one_is_right(
     shape: tuple[int, ...],

@@ -115,10 +115,12 @@ def _pool(b: Builder, node: Op, ep: Epilogue, alg: int, win: Window) -> None:
     dst_md = pd.md(Query.dst_md)
     for _, slot in extra:
         md = b.md(slot)
-        if md.dims[1] != 1 and any(d != 1 for d in md.dims[2:]) and not md.same(dst_md):
-            # oneDNN 3.2's jit pooling reads such an operand (varying over
-            # channels and space) at the dst's offsets: wrong numbers unless
-            # both share a layout (a fuzzed model). Run the ops apart.
+        per_channel = all(d == 1 for i, d in enumerate(md.dims) if i != 1)
+        if not per_channel and not md.same(dst_md):
+            # oneDNN 3.2's jit pooling reads an operand that varies over
+            # anything but channels (space, or batch and channels) at the
+            # dst's offsets: wrong numbers unless both share a layout (two
+            # fuzzed models). Run the ops apart.
             raise refuse(
                 f"binary post-op operand {md} in another layout than the "
                 f"pooling's dst {dst_md}",
