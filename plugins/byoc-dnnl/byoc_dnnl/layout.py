@@ -87,6 +87,25 @@ def channel_layouts(shape: tuple[int, ...]) -> list[MemoryDesc]:
     return [*blocked, MemoryDesc.innermost(shape, 1)]
 
 
+def standard_layouts(shape: tuple[int, ...]) -> list[MemoryDesc]:
+    """The layouts this backend makes for ``shape`` itself: row-major,
+    channels-last and (2-D images) channel-blocked. oneDNN 3.2's kernels
+    misaddress binary post-op operands on other layouts of the same dims
+    (transposed views, a (rows, C) view of a blocked image)."""
+    out = [MemoryDesc.plain(shape)]
+    if len(shape) >= 3:
+        out.append(MemoryDesc.innermost(shape, 1))
+    tag = blocked_tag() if len(shape) == 4 else None
+    if tag is not None:
+        out.append(MemoryDesc.with_tag(shape, tag))
+    return out
+
+
+def is_standard(md: MemoryDesc) -> bool:
+    """``md`` places every element as one of :func:`standard_layouts` does."""
+    return any(std.same_bytes_as(md) for std in standard_layouts(md.dims))
+
+
 def count_layout_ops(ir: IR) -> int:
     """The ops whose kernels the choice changes: 2-D convolutions and Linear
     layers (Gemm/MatMul with constant 2-D weights, run as 1x1 convolutions

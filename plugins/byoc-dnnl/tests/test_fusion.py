@@ -427,6 +427,39 @@ def test_a_residual_kept_in_columns_is_summed_right(layout: str) -> None:
     check_model(model, options={"conv_layout": layout})
 
 
+@pytest.mark.parametrize("first", ["Mul", "Relu"])
+def test_a_binary_post_op_on_a_transposed_view_is_right(first: str) -> None:
+    # A binary or eltwise op on a transposed view keeps the view's layout
+    # (columns first); oneDNN 3.2 added the same bias to every row of it
+    # (random row graph 5383). Binary post-ops now need a standard layout.
+    r = helper.make_node("Relu", ["x"], ["r"])
+    t = helper.make_node("Transpose", ["r"], ["t"], perm=[1, 0])
+    host = (
+        helper.make_node("Mul", ["t", "r"], ["m"])
+        if first == "Mul"
+        else helper.make_node("Relu", ["t"], ["m"])
+    )
+    nodes = [r, t, host, helper.make_node("Add", ["m", "c"], ["y"])]
+    model = graph_model(nodes, {"x": (8, 8)}, ["y"], {"c": w(8)})
+    check_model(model)
+
+
+@pytest.mark.parametrize("layout", ["native", "blocked"])
+def test_a_division_into_a_padded_channel_block_is_right(layout: str) -> None:
+    # A depthwise Conv on 4 channels with a Div by a per-channel constant
+    # fused computed 0 / 0 in the padding lanes of the blocked dst, and the
+    # 1x1 Conv after it carried the NaN through its zero weights (random
+    # image graph 10329). The Div runs apart on padded channel counts.
+    nodes = [
+        helper.make_node("Conv", ["x", "d"], ["c"], group=4, pads=[1] * 4),
+        helper.make_node("Div", ["c", "k"], ["q"]),
+        helper.make_node("Conv", ["q", "p"], ["y"]),
+    ]
+    inits = {"d": w(4, 1, 3, 3), "k": np.abs(w(1, 4, 1, 1)) + 0.5, "p": w(24, 4, 1, 1)}
+    model = graph_model(nodes, {"x": (2, 4, 9, 5)}, ["y"], inits)
+    check_model(model, options={"conv_layout": layout})
+
+
 def test_a_value_written_in_place_is_reordered_again() -> None:
     # The Mul writes v9 over v4's blocked buffer; v4's plain copy (made for
     # the Add) stayed cached for that buffer and the Sub read it as v9.

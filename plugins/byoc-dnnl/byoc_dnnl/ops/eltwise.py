@@ -15,9 +15,10 @@ import numpy as np
 
 import byoc
 
-from .._lib import Alg, Arg, PropKind, Query, refuse
+from .._lib import Alg, Arg, FormatTag, PropKind, Query, refuse
 from ..handles import MemoryDesc, PrimitiveDesc
 from ..ir import Decline, Op, Value
+from ..layout import blocked_tag, is_standard
 from ..lowering import Builder, Epilogue, PostItem
 from . import OPS, guard, need_const, need_f32, op, out_shape, shape_of
 
@@ -130,6 +131,13 @@ def lower_eltwise(b: Builder, node: Op, ep: Epilogue) -> None:
         )
 
     pd, (s,) = b.best_pd([b.slot(x)], make)
+    if extra and not is_standard(pd.md(Query.dst_md)):
+        # As for binary ops (see lower_binary): binary post-ops are
+        # misaddressed on other layouts.
+        raise refuse(
+            f"binary post-ops on a {pd.md(Query.dst_md)} eltwise op",
+            "dnnl_eltwise_forward_primitive_desc_create",
+        )
     inplace = s if b.can_overwrite(x) and ep.sum_value is None else None
     out = b.produce(result, pd.md(Query.dst_md), inplace=inplace)
     b.add_step(pd, [(Arg.src, s), (Arg.dst, out), *extra], node.label)
@@ -187,6 +195,23 @@ def post_binary(b: Builder, node: Op, chain: Value, ep: Epilogue) -> None:
     negate = a is not chain and node.kind == "Sub"
     if a is not chain and node.kind == "Div":
         raise AssertionError("Div with the chain as divisor cannot be fused")
+    y = node.out.shape
+    block = {FormatTag.nChw8c: 8, FormatTag.nChw16c: 16}.get(blocked_tag() or 0, 1)
+    if (
+        node.kind == "Div"
+        and len(y) == 4
+        and y[1] % block
+        and _host(node).kind not in ("MatMul", "Gemm")  # these write plain
+    ):
+        # On a channel-blocked dst whose last block is padded, the fused
+        # division computes 0 / 0 in the padding lanes, and the NaN reached
+        # the next convolution through its zero weights (a depthwise Conv on
+        # 4 channels, Div by a per-channel constant, then a 1x1 Conv: random
+        # image graph 10329). Run the Div apart there.
+        raise refuse(
+            f"a Div post-op on {y[1]} channels (a padded channel block)",
+            "dnnl_post_ops_append_binary",
+        )
     full = other.shape == node.out.shape
     if (
         node.kind == "Add"
@@ -273,20 +298,17 @@ def lower_binary(b: Builder, node: Op, ep: Epilogue) -> None:
         )
 
     pd, (s0, s1) = b.best_pd([s0, s1], make)
-    rows, chans, *space = y.shape if len(y.shape) >= 2 else (1, 1)
-    blocked = pd.md(Query.dst_md).inner_nblks > 0
-    if (
-        extra
-        and rows > 1
-        and chans > 1
-        and all(d == 1 for d in space)
-        and (space or blocked)
+    rows, chans, *space = y.shape if len(y.shape) >= 3 else (1, 1)
+    if extra and (
+        (rows > 1 and chans > 1 and all(d == 1 for d in space))
+        or not is_standard(pd.md(Query.dst_md))
     ):
         # oneDNN 3.2's binary kernel applies a binary post-op at the wrong
         # offsets on (N, C, 1, ...) tensors (a BatchNormalization after a
-        # global pooling at batch 2), and on (rows, C) ones whose C is
-        # blocked (a Linear layer's rows on the blocked layout: every block
-        # got the first block's bias); both fuzzed. Run the ops apart.
+        # global pooling at batch 2) and on layouts other than the standard
+        # ones (a Linear layer's rows on the blocked layout: every block got
+        # the first block's bias; a transposed view: every row got the same
+        # bias); all fuzzed. Run the ops apart.
         raise refuse(
             f"binary post-ops on a {y.shape} binary op",
             "dnnl_binary_primitive_desc_create",

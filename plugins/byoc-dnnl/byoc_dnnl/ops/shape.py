@@ -16,7 +16,7 @@ import byoc
 from .._lib import Arg, Query
 from ..handles import MemoryDesc, PrimitiveDesc, c_strides
 from ..ir import Decline, Op
-from ..layout import blocked_tag
+from ..layout import standard_layouts
 from ..lowering import Builder, Epilogue
 from . import guard, need_const, need_f32, norm_axis, op, out_shape, shape_of
 
@@ -59,7 +59,7 @@ def lower_concat(b: Builder, node: Op, ep: Epilogue) -> None:
 
     pd, slots = b.best_pd(slots, make)
     got = pd.md(Query.dst_md)
-    for tidy in _standard_layouts(node.out.shape):
+    for tidy in standard_layouts(node.out.shape):
         # oneDNN 3.2 gives the "any" dst of a batch-1 concat the batch stride
         # of its first input. No element moves, but a binary kernel reading
         # that desc finds its per-channel post-op operands through the
@@ -82,18 +82,6 @@ def lower_concat(b: Builder, node: Op, ep: Epilogue) -> None:
     out = b.produce(node.out, got)
     args = [(Arg.multiple_src + i, s) for i, s in enumerate(slots)]
     b.add_step(pd, [*args, (Arg.dst, out)], node.label)
-
-
-def _standard_layouts(shape: tuple[int, ...]) -> list[MemoryDesc]:
-    """The layouts this backend makes for ``shape`` itself: row-major,
-    channels-last and (2-D images) channel-blocked."""
-    out = [MemoryDesc.plain(shape)]
-    if len(shape) >= 3:
-        out.append(MemoryDesc.innermost(shape, 1))
-    tag = blocked_tag() if len(shape) == 4 else None
-    if tag is not None:
-        out.append(MemoryDesc.with_tag(shape, tag))
-    return out
 
 
 # -- views -----------------------------------------------------------------------------
