@@ -67,16 +67,8 @@ def lower_concat(b: Builder, node: Op, ep: Epilogue) -> None:
         # for the standard desc of the same bytes. dnnl_memory_desc_equal
         # calls the two equal, so the strides are compared.
         if tidy.same_bytes_as(got) and tidy.strides != got.strides:
-            dst = tidy
-            pd = b.pd(
-                "concat",
-                "concat_primitive_desc_create",
-                dst.h,
-                len(slots),
-                axis,
-                (ctypes.c_void_p * len(slots))(*[b.md(s).h.value for s in slots]),
-                attr.h,
-            )
+            dst = tidy  # make() reads it
+            pd = make([b.md(s) for s in slots])
             got = pd.md(Query.dst_md)
             break
     out = b.produce(node.out, got)
