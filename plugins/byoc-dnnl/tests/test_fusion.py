@@ -427,18 +427,13 @@ def test_a_residual_kept_in_columns_is_summed_right(layout: str) -> None:
     check_model(model, options={"conv_layout": layout})
 
 
-@pytest.mark.parametrize("first", ["Mul", "Relu"])
-def test_a_binary_post_op_on_a_transposed_view_is_right(first: str) -> None:
-    # A binary or eltwise op on a transposed view keeps the view's layout
-    # (columns first); oneDNN 3.2 added the same bias to every row of it
-    # (random row graph 5383). Binary post-ops now need a standard layout.
+def test_a_binary_post_op_on_a_transposed_view_is_right() -> None:
+    # A binary op on a transposed view keeps the view's layout (columns
+    # first); oneDNN 3.2 added the same bias to every row of it (random row
+    # graph 5383). Binary post-ops now need a standard layout.
     r = helper.make_node("Relu", ["x"], ["r"])
     t = helper.make_node("Transpose", ["r"], ["t"], perm=[1, 0])
-    host = (
-        helper.make_node("Mul", ["t", "r"], ["m"])
-        if first == "Mul"
-        else helper.make_node("Relu", ["t"], ["m"])
-    )
+    host = helper.make_node("Mul", ["t", "r"], ["m"])
     nodes = [r, t, host, helper.make_node("Add", ["m", "c"], ["y"])]
     model = graph_model(nodes, {"x": (8, 8)}, ["y"], {"c": w(8)})
     check_model(model)

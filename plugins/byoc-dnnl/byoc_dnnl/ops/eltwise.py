@@ -131,13 +131,6 @@ def lower_eltwise(b: Builder, node: Op, ep: Epilogue) -> None:
         )
 
     pd, (s,) = b.best_pd([b.slot(x)], make)
-    if extra and not is_standard(pd.md(Query.dst_md)):
-        # As for binary ops (see lower_binary): binary post-ops are
-        # misaddressed on other layouts.
-        raise refuse(
-            f"binary post-ops on a {pd.md(Query.dst_md)} eltwise op",
-            "dnnl_eltwise_forward_primitive_desc_create",
-        )
     inplace = s if b.can_overwrite(x) and ep.sum_value is None else None
     out = b.produce(result, pd.md(Query.dst_md), inplace=inplace)
     b.add_step(pd, [(Arg.src, s), (Arg.dst, out), *extra], node.label)
