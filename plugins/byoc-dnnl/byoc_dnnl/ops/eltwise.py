@@ -15,7 +15,7 @@ import numpy as np
 
 import byoc
 
-from .._lib import Alg, Arg, FormatTag, PropKind, Query, refuse
+from .._lib import Alg, Arg, PropKind, Query, refuse
 from ..handles import MemoryDesc, PrimitiveDesc
 from ..ir import Decline, Op, Value
 from ..layout import blocked_tag, is_standard
@@ -189,11 +189,11 @@ def post_binary(b: Builder, node: Op, chain: Value, ep: Epilogue) -> None:
     if a is not chain and node.kind == "Div":
         raise AssertionError("Div with the chain as divisor cannot be fused")
     y = node.out.shape
-    block = {FormatTag.nChw8c: 8, FormatTag.nChw16c: 16}.get(blocked_tag() or 0, 1)
+    tag = blocked_tag() if len(y) == 4 else None
     if (
         node.kind == "Div"
-        and len(y) == 4
-        and y[1] % block
+        and tag is not None
+        and MemoryDesc.with_tag(y, tag).nbytes > 4 * math.prod(y)  # padded
         and _host(node).kind not in ("MatMul", "Gemm")  # these write plain
     ):
         # On a channel-blocked dst whose last block is padded, the fused
