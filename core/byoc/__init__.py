@@ -17,6 +17,7 @@ from .errors import (
     GraphError,
     InputError,
     ModelError,
+    NativeBuildError,
     PluginError,
     UnsupportedError,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "JSONGraphNodeEntry",
     "ModelError",
     "Module",
+    "NativeBuildError",
     "NodeInfo",
     "Pattern",
     "PluginError",

@@ -51,6 +51,11 @@ class BackendError(ByocError):
     """
 
 
+class NativeBuildError(ByocError):
+    """A backend's C sources cannot be compiled or loaded here (no compiler, a
+    failed build); the message says why. See :mod:`byoc.native`."""
+
+
 class PluginError(ByocError):
     """A plugin broke the plugin contract (duplicate name, bad registration)."""
 

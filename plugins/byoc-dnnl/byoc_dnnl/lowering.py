@@ -69,6 +69,8 @@ class Slot:
 
     buffer: int
     md: MemoryDesc
+    offset: int = 0
+    """Bytes from the buffer's start (one part of a split convolution's dst)."""
 
 
 @dataclass
@@ -83,6 +85,10 @@ class Step:
     post_ops: tuple[str, ...] = ()
     key: str = ""
     """The tuner's problem key (see :func:`byoc_dnnl.tune.problem_key`), if tuned."""
+    team: int = 1
+    """How many steps from this one on run side by side, one thread each (a
+    split convolution, see :mod:`byoc_dnnl.runloop`); 0 on the team's other
+    members, 1 for a step that runs alone."""
 
 
 @dataclass
@@ -306,9 +312,9 @@ class Builder:
         self.buffers.append(Buffer(kind, nbytes, key))
         return len(self.buffers) - 1
 
-    def new_slot(self, buffer: int, md: MemoryDesc) -> int:
-        """A new slot id on ``buffer``."""
-        self.slots.append(Slot(buffer, md))
+    def new_slot(self, buffer: int, md: MemoryDesc, offset: int = 0) -> int:
+        """A new slot id on ``buffer``, ``offset`` bytes in."""
+        self.slots.append(Slot(buffer, md, offset))
         return len(self.slots) - 1
 
     def md(self, slot: int) -> MemoryDesc:

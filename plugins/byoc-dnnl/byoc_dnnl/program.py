@@ -10,6 +10,12 @@ Where it sits: the last stage of ``init`` (:class:`Program`) and all of
   input/output memory objects at the caller's arrays and calls
   ``dnnl_primitive_execute`` once per step.
 
+Where the compiled run loop builds (:mod:`byoc_dnnl.runloop`), one C call
+runs all steps, and a *team* of steps (``Step.team``) runs side by side in one
+OpenMP region, each member on its own stream and scratchpad; otherwise a
+Python loop calls ``dnnl_primitive_execute`` per step (a team's members one
+after the other: each was made for one thread, so that is correct, only slower).
+
 Concurrent runs take different contexts from a pool (one is built on demand
 when all are busy), so they never share scratch memory; see the README for
 the measurement against a single context behind a lock.
@@ -25,8 +31,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from . import _lib
-from ._lib import Arg, check
+from . import _lib, runloop
+from ._lib import Arg, DnnlError, check
 from .handles import Memory, Stream, aligned_empty, exec_args
 from .lowering import CONST, INPUT, INTERNAL, OUTPUT, Builder
 
@@ -35,6 +41,7 @@ _F32 = np.dtype(np.float32)
 _char_at = ctypes.c_char.from_buffer
 _addressof = ctypes.addressof
 _R = TypeVar("_R")
+_EXECUTE = "dnnl_primitive_execute"
 
 
 def data_address(a: np.ndarray) -> int:
@@ -83,6 +90,31 @@ def plan_arena(b: Builder) -> int:
     return total
 
 
+def teams(steps: Sequence[Any]) -> list[range]:
+    """The run's units in order: a lone step, or a team of steps run side by side."""
+    out, i = [], 0
+    while i < len(steps):
+        n = max(1, steps[i].team)
+        out.append(range(i, i + n))
+        i += n
+    return out
+
+
+def _scratch_offsets(steps: Sequence[Any]) -> tuple[list[int], int]:
+    """Each step's offset into the shared scratchpad, and its size: the members
+    of a team run at once, so each gets its own part."""
+    offsets = [0] * len(steps)
+    total = 0
+    for unit in teams(steps):
+        at = 0
+        for i in unit:
+            offsets[i] = at
+            if steps[i].scratch is not None:
+                at += -(-steps[i].scratch.nbytes // _ALIGN) * _ALIGN
+        total = max(total, at)
+    return offsets, total
+
+
 def release_unused_consts(b: Builder) -> int:
     """Drop the arrays of constant buffers no step reads; returns the bytes kept.
 
@@ -123,9 +155,9 @@ class Program:
         self.out_shapes = tuple(out_shapes)
         self.threads = threads if threads is not None else self.lib.default_threads
         self.arena_bytes = plan_arena(b)
-        self.scratch_bytes = max(
-            (s.scratch.nbytes for s in b.steps if s.scratch is not None), default=0
-        )
+        self.scratch_offsets, self.scratch_bytes = _scratch_offsets(b.steps)
+        self.loop = runloop.loop()
+        self.team_size = max((s.team for s in b.steps), default=1)
         self.const_bytes = release_unused_consts(b)
         # Constant memory objects are read-only: every context shares them.
         self._const_mems: dict[int, Memory] = {}
@@ -173,6 +205,17 @@ class Program:
             self._pool.append(ctx)
 
 
+def _raise(status: int, at: int, labels: Sequence[str]) -> None:
+    """The DnnlError for a failed status from the compiled loop at step ``at``."""
+    try:
+        check(status, _EXECUTE, ())
+    except DnnlError as exc:
+        where = labels[at] if at < len(labels) else "the final wait"
+        exc.message = f"{exc.message} (step {at}: {where})"
+        exc.args = (exc.message,)
+        raise
+
+
 class _Context:
     """Memory objects, arena, scratchpad and exec-arg arrays for one run at a time."""
 
@@ -181,13 +224,14 @@ class _Context:
         self._execute = lib.unchecked("dnnl_primitive_execute")
         self._set_handle = lib.unchecked("dnnl_memory_set_data_handle")
         self._wait = lib.unchecked("dnnl_stream_wait")
-        self.stream = Stream()
+        self.streams = [Stream() for _ in range(max(1, prog.team_size))]
+        self.stream = self.streams[0]
         self.arena = aligned_empty(max(prog.arena_bytes, _ALIGN))
         self.scratch = aligned_empty(max(prog.scratch_bytes, _ALIGN))
         base = self.arena.ctypes.data
         self._mems: list[Memory | None] = []
-        self.in_bind: list[tuple[ctypes.c_void_p, int]] = []
-        self.out_bind: list[tuple[ctypes.c_void_p, int]] = []
+        self.in_bind: list[tuple[ctypes.c_void_p, int, int]] = []
+        self.out_bind: list[tuple[ctypes.c_void_p, int, int]] = []
         index = {name: i for i, name in enumerate(prog.input_names)}
         for i, slot in enumerate(prog.slots):
             buf = prog.buffers[slot.buffer]
@@ -195,33 +239,69 @@ class _Context:
                 self._mems.append(prog._const_mems.get(i))  # None: unused
                 continue
             if buf.kind == INTERNAL:
-                mem = Memory(slot.md, base + buf.offset)
+                mem = Memory(slot.md, base + buf.offset + slot.offset)
             else:
                 mem = Memory(slot.md, None)
                 if buf.kind == INPUT:
-                    self.in_bind.append((mem.h, index[buf.key]))
+                    self.in_bind.append((mem.h, index[buf.key], slot.offset))
                 elif buf.kind == OUTPUT:
-                    self.out_bind.append((mem.h, buf.key))
+                    self.out_bind.append((mem.h, buf.key, slot.offset))
             self._mems.append(mem)
         self._scratch_mems: list[Memory] = []
         calls: list[tuple[Any, ctypes.c_int, Any]] = []
-        for step in prog.steps:
+        for step, at in zip(prog.steps, prog.scratch_offsets, strict=True):
             pairs = [(arg, self._mems[s].h) for arg, s in step.args]  # type: ignore[union-attr]
             if step.scratch is not None:
-                m = Memory(step.scratch, self.scratch.ctypes.data)
+                m = Memory(step.scratch, self.scratch.ctypes.data + at)
                 self._scratch_mems.append(m)
                 pairs.append((Arg.scratchpad, m.h))
             assert step.prim is not None
             args = exec_args(pairs)
             calls.append((step.prim.h, ctypes.c_int(len(pairs)), args))
         self.calls = calls
+        self.labels = [s.label for s in prog.steps]
+        self.units = teams(prog.steps)
         self.names = prog.input_names
         self.out_shapes = prog.out_shapes
+        self._loop_call: Callable[[int, int], int] | None = None
+        if prog.loop is not None:
+            self._loop_call = self._compiled(prog.loop, prog.steps)
+
+    def _compiled(self, loop: runloop.RunLoop, steps: Sequence[Any]) -> Any:
+        """``call(first, n)``: steps [first, first + n) through the C loop."""
+        table = (runloop.CStep * len(self.calls))()
+        for row, (prim, n, args), step in zip(table, self.calls, steps, strict=True):
+            row.prim, row.nargs, row.team = prim, n.value, max(1, step.team)
+            row.args = ctypes.cast(args, ctypes.c_void_p)
+        streams = (ctypes.c_void_p * len(self.streams))(*(s.h for s in self.streams))
+        self._table, self._stream_table = table, streams  # alive with the context
+        fn, execute, wait = loop.bd_run, loop.execute, loop.wait
+        labels = self.labels
+        failed = ctypes.c_int(-1)
+        failed_ref = ctypes.byref(failed)
+        base, size, n_streams = (
+            ctypes.addressof(table),
+            ctypes.sizeof(runloop.CStep),
+            len(self.streams),
+        )
+
+        def call(first: int, n: int) -> int:
+            status = fn(
+                execute, wait, streams, n_streams, base + first * size, n, failed_ref
+            )
+            if status:
+                _raise(status, first + failed.value, labels)
+            return 0
+
+        return call
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         # The calls return their status unchecked (see Library.unchecked): a
         # non-zero one goes through check, which raises.
         arrays, outs = self._bind(inputs)
+        if self._loop_call is not None:
+            self._loop_call(0, len(self.calls))
+            return outs
         execute = self._execute
         stream = self.stream.h
         for prim, n, args in self.calls:
@@ -235,16 +315,22 @@ class _Context:
 
     def step_seconds(self, inputs: Mapping[str, np.ndarray]) -> list[float]:
         """One run, timing each step (oneDNN's CPU stream executes in order
-        and returns when the primitive is done)."""
+        and returns when the primitive is done); a team's time is its first
+        member's, the others' 0."""
         arrays, outs = self._bind(inputs)
         execute, stream, clock = self._execute, self.stream.h, time.perf_counter
-        secs = []
-        for prim, n, args in self.calls:
+        secs = [0.0] * len(self.calls)
+        for unit in self.units:
             t = clock()
-            status = execute(prim, stream, n, args)
-            secs.append(clock() - t)
-            if status:
-                check(status, execute, ())
+            if self._loop_call is not None:
+                self._loop_call(unit.start, len(unit))
+            else:
+                for i in unit:
+                    prim, n, args = self.calls[i]
+                    status = execute(prim, stream, n, args)
+                    if status:
+                        check(status, execute, ())
+            secs[unit.start] = clock() - t
         status = self._wait(stream)
         if status:
             check(status, self._wait, ())
@@ -264,13 +350,13 @@ class _Context:
             arrays.append(a)  # keeps converted copies alive until the run ends
         ptrs = [data_address(a) for a in arrays]
         set_handle = self._set_handle
-        for mem, i in self.in_bind:
-            status = set_handle(mem, ptrs[i])
+        for mem, i, at in self.in_bind:
+            status = set_handle(mem, ptrs[i] + at)
             if status:
                 check(status, set_handle, ())
         outs = [np.empty(shape, _F32) for shape in self.out_shapes]
-        for mem, k in self.out_bind:
-            status = set_handle(mem, data_address(outs[k]))
+        for mem, k, at in self.out_bind:
+            status = set_handle(mem, data_address(outs[k]) + at)
             if status:
                 check(status, set_handle, ())
         return arrays, outs

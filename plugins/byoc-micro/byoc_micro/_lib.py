@@ -18,13 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
 import os
-import shlex
-import shutil
-import subprocess
-import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +26,7 @@ from typing import Any
 import numpy as np
 
 import byoc
+from byoc import native
 
 LIB_SOURCES = ("bm_msgpack.c", "bm_reader.c", "bm_ops.c", "bm_exec.c")
 HEADERS = ("byoc_micro.h", "bm_internal.h", "bm_tool.h")
@@ -49,8 +44,9 @@ SANITIZE = (
 )
 
 
-class BuildError(Exception):
-    """The C library cannot be built or loaded here; the message says why."""
+BuildError = byoc.NativeBuildError  # the C library cannot be built or loaded here
+
+_WHY = "the micro backend compiles its runtime on first use"
 
 
 def source_dir() -> Path:
@@ -67,50 +63,12 @@ def source_dir() -> Path:
 
 def compiler() -> list[str]:
     """The C compiler command, or BuildError saying that none was found."""
-    cc = os.environ.get("CC")
-    if cc:
-        argv = shlex.split(cc)
-        if argv and shutil.which(argv[0]):
-            return argv
-        raise BuildError(f"the C compiler CC={cc!r} was not found on PATH")
-    for name in ("cc", "gcc", "clang"):
-        path = shutil.which(name)
-        if path:
-            return [path]
-    raise BuildError(
-        "no C compiler found (looked for cc, gcc, clang on PATH; set CC); the "
-        "micro backend compiles its runtime on first use"
-    )
+    return native.find_compiler(_WHY)
 
 
 def cache_dir() -> Path:
     """Per-user directory holding built libraries, one subdirectory per hash."""
-    override = os.environ.get("BYOC_MICRO_CACHE")
-    if override:
-        return Path(override)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "byoc-micro"
-
-
-def _sources(names: Sequence[str]) -> list[Path]:
-    src = source_dir()
-    paths = [src / n for n in (*names, *HEADERS)]
-    missing = [p.name for p in paths if not p.is_file()]
-    if missing:
-        raise BuildError(
-            f"the micro runtime's C sources are missing from {src} "
-            f"({', '.join(missing)}); reinstall byoc-micro"
-        )
-    return paths
-
-
-def _digest(paths: Sequence[Path], cc: Sequence[str], flags: Sequence[str]) -> str:
-    h = hashlib.sha256()
-    for part in (*cc, *flags, sys.platform):
-        h.update(part.encode() + b"\0")
-    for p in paths:
-        h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
-    return h.hexdigest()[:20]
+    return native.user_cache("byoc-micro", "BYOC_MICRO_CACHE")
 
 
 def build(
@@ -121,43 +79,18 @@ def build(
     shared: bool = False,
     extra_sources: Sequence[Path] = (),
 ) -> Path:
-    """Compile ``sources`` (names in the source dir) once into the cache; the path.
-
-    The result is keyed by a hash of every input, written to a temporary name
-    and renamed into place, so concurrent first uses never see half a file.
-    """
-    cc = compiler()
-    paths = [*_sources(sources), *extra_sources]
-    target_dir = cache_dir() / _digest(paths, cc, (*flags, str(shared)))
-    target = target_dir / out_name
-    if target.is_file():
-        return target
-    target_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_name}.", dir=target_dir)
-    os.close(fd)
-    cmd = [
-        *cc,
-        *flags,
-        *(["-shared"] if shared else []),
-        *[str(p) for p in paths if p.suffix == ".c"],
-        "-o",
-        tmp,
-        "-lm",
-    ]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        os.unlink(tmp)
-        raise BuildError(f"running the C compiler failed: {exc}") from exc
-    if proc.returncode != 0:
-        os.unlink(tmp)
-        detail = (proc.stderr or proc.stdout).strip().splitlines()
-        raise BuildError(
-            f"building the micro runtime failed ({' '.join(cmd[:1])} exited "
-            f"{proc.returncode}): {' | '.join(detail[-5:])}"
-        )
-    os.replace(tmp, target)
-    return target
+    """Compile ``sources`` (names in the source dir) once into the cache; the path
+    (see :func:`byoc.native.build_native`)."""
+    src = source_dir()
+    paths = [*(src / n for n in (*sources, *HEADERS)), *extra_sources]
+    return native.build_native(
+        out_name,
+        paths,
+        (*flags, *(["-shared"] if shared else [])),
+        cache_dir(),
+        what="the micro runtime",
+        why=_WHY,
+    )
 
 
 # --------------------------------------------------------------------------
