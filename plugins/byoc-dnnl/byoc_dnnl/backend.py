@@ -26,7 +26,11 @@ Options (``byoc.compile(..., options={"dnnl": {...}})`` or ``byoc.load``):
 * ``cache_dir``: the cache's directory (default: ``$BYOC_DNNL_CACHE_DIR``,
   else ``dnnl`` in the user cache dir, see :func:`byoc.cache.user_cache_dir`);
 * ``max_shapes``: for a subgraph with symbolic dims, how many per-shape
-  engines to keep (default 4; :mod:`byoc_dnnl.dynamic`).
+  engines to keep (default 4; :mod:`byoc_dnnl.dynamic`);
+* ``split``: ``True`` (default) runs the 1x1 convolutions of small blocked
+  images as one part of the output channels per thread, side by side, where
+  the compiled run loop builds (:func:`byoc_dnnl.ops.conv.split_parts`);
+  ``False`` never splits.
 
 ``export_engine`` stores the layout and the implementations ``init`` chose,
 so an artifact saved with ``engines=True`` loads without timing again; the
@@ -50,7 +54,7 @@ import numpy as np
 import byoc
 from byoc.cache import EngineCache, cache_key, consts_digest, user_cache_dir
 
-from . import _lib, dynamic, layout, tune
+from . import _lib, dynamic, layout, runloop, tune
 from .handles import release_free_heap
 from .ir import IR, Decline, from_graph, from_node_info
 from .lowering import PackedWeights, lower
@@ -74,6 +78,7 @@ _OPTIONS = frozenset(
         "cache",
         "cache_dir",
         "max_shapes",
+        "split",
     }
 )
 _ENGINE_FORMAT = 2
@@ -171,6 +176,7 @@ class DnnlBackend(byoc.Backend):
             "machine": _fingerprint(_threads_option(self.options)),
             "conv_layout": self.options.get("conv_layout", "auto"),
             "tune": self.options.get("tune", True),
+            "team": _team(self.options, _threads_option(self.options)),
         }
         return cache_key(
             "byoc-dnnl decisions",
@@ -201,9 +207,13 @@ class DnnlBackend(byoc.Backend):
             fuse(ir)
             return ir
 
+        team = _team(self.options, threads)
+
         def program(ir: IR, conv_tag: int | None, tuner: Tuner | None) -> Program:
             prog = Program(
-                lower(ir, conv_tag=conv_tag, tuner=tuner, packed=self._packed),
+                lower(
+                    ir, conv_tag=conv_tag, tuner=tuner, packed=self._packed, team=team
+                ),
                 [v.name for v in ir.inputs],
                 [v.shape for v in ir.heads],
                 threads=threads,
@@ -427,7 +437,23 @@ def _check_options(options: Mapping[str, Any]) -> tuple[int | None, str, str, bo
     if not isinstance(tune, bool):
         raise ValueError(f"dnnl option tune={tune!r}; use True or False")
     _max_shapes(options)
+    _team(options, threads)
     return threads, concurrency, conv_layout, tune
+
+
+def _team(options: Mapping[str, Any], threads: int | None) -> int:
+    """How many threads a small 1x1 convolution is split across (1: none).
+
+    The ``split`` option (default True) allows it; it needs the compiled run
+    loop (:mod:`byoc_dnnl.runloop`) and more than one thread.
+    """
+    split = options.get("split", True)
+    if not isinstance(split, bool):
+        raise ValueError(f"dnnl option split={split!r}; use True or False")
+    n = threads if threads is not None else _lib.lib().default_threads
+    if not split or n < 2 or runloop.loop() is None:
+        return 1
+    return n
 
 
 def _max_shapes(options: Mapping[str, Any]) -> int:

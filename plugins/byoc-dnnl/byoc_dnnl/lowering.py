@@ -277,6 +277,7 @@ class Builder:
         conv_tag: int | None = None,
         tuner: Tuner | None = None,
         packed: PackedWeights | None = None,
+        team: int = 1,
     ) -> None:
         self.ir = ir
         self.dry = dry
@@ -286,6 +287,9 @@ class Builder:
         """Picks among oneDNN's implementations (None: always oneDNN's first)."""
         self.packed = packed
         """Packed constants shared with other programs (None: not shared)."""
+        self.team = team
+        """Threads a small 1x1 convolution may be split across, one part each
+        (1: no splits; see :func:`byoc_dnnl.ops.conv.split_parts`)."""
         self.lib = _lib.lib()
         self.buffers: list[Buffer] = []
         self.slots: list[Slot] = []
@@ -708,11 +712,12 @@ def lower(
     conv_tag: int | None = None,
     tuner: Tuner | None = None,
     packed: PackedWeights | None = None,
+    team: int = 1,
 ) -> Builder:
     """Lower every op of ``ir`` (fused groups at their last member) and the heads."""
     from .ops import OPS
 
-    b = Builder(ir, dry=dry, conv_tag=conv_tag, tuner=tuner, packed=packed)
+    b = Builder(ir, dry=dry, conv_tag=conv_tag, tuner=tuner, packed=packed, team=team)
     if not dry:
         plan_layouts(b, ir)
     for v in ir.inputs:

@@ -93,7 +93,7 @@ def test_unknown_option_is_a_backend_error_naming_the_options() -> None:
         _model(), backends=["dnnl"], quiet=True, options={"dnnl": {"thread": 2}}
     )
     with pytest.raises(
-        byoc.BackendError, match="'conv_layout', 'max_shapes', 'threads"
+        byoc.BackendError, match="'conv_layout', 'max_shapes', 'split', 'threads"
     ):
         mod.init()
 

@@ -1,0 +1,248 @@
+"""Small 1x1 convolutions split by output channels, and the compiled run loop.
+
+A split convolution runs as a team of steps, one thread each, side by side in
+one OpenMP region of the C loop (byoc_dnnl/runloop.c); each part writes its
+own channel blocks of the output and reads its own blocks of a summed residual.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+import byoc
+from byoc_dnnl import program, runloop
+
+from .conftest import compile_dnnl
+from .helpers import graph_model, run_ort
+
+R = np.random.default_rng(11)
+
+needs_loop = pytest.mark.skipif(
+    runloop.loop() is None,
+    reason=f"no compiled run loop: {runloop.unavailable_reason()}",
+)
+
+
+def w(*shape: int) -> np.ndarray:
+    return (R.standard_normal(shape) * 0.2).astype(np.float32)
+
+
+def block_model(
+    ic: int, oc: int, hw: int, *, residual: bool, bias: bool = True
+) -> onnx.ModelProto:
+    """MobileNetV2's projection shape: a 1x1 Conv (+ bias) + Clip, optionally
+    summed into a residual computed before it (the sum post-op)."""
+    nodes = []
+    if residual:
+        nodes.append(helper.make_node("Conv", ["x", "w3"], ["z"], pads=[1, 1, 1, 1]))
+    nodes += [
+        helper.make_node("Sigmoid", ["x"], ["a"]),
+        helper.make_node("Conv", ["a", "w1", *(["b1"] if bias else [])], ["c"]),
+        helper.make_node("Clip", ["c", "lo", "hi"], ["r"]),
+    ]
+    if residual:
+        nodes.append(helper.make_node("Add", ["r", "z"], ["y"]))
+    else:
+        nodes.append(helper.make_node("Relu", ["r"], ["y"]))
+    inits = {
+        "w1": w(oc, ic, 1, 1),
+        "w3": w(oc, ic, 3, 3),
+        "lo": np.array(-1.0, np.float32),
+        "hi": np.array(1.5, np.float32),
+    }
+    if bias:
+        inits["b1"] = w(oc)
+    if not residual:
+        del inits["w3"]
+    return graph_model(nodes, {"x": (1, ic, hw, hw)}, ["y"], inits)
+
+
+def _engine(mod: byoc.Module):  # noqa: ANN202 - the dnnl engine of the only subgraph
+    (symbol,) = mod.symbols
+    return mod.get_function(symbol).engine()
+
+
+def _teams(mod: byoc.Module) -> list[int]:
+    return [s.team for s in _engine(mod)._program.steps]
+
+
+def _check(mod: byoc.Module, model: onnx.ModelProto, seed: int = 0) -> None:
+    x = np.random.default_rng(seed).standard_normal(
+        [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    )
+    feeds = {"x": x.astype(np.float32)}
+    want = run_ort(model, feeds)[0]
+    np.testing.assert_allclose(mod.run(feeds)["y"], want, rtol=1e-4, atol=1e-5)
+
+
+@needs_loop
+@pytest.mark.parametrize(
+    ("ic", "oc", "hw", "residual", "bias"),
+    [
+        (16, 32, 7, True, True),  # both halves write into the summed residual
+        (24, 64, 5, False, True),
+        (32, 96, 14, True, True),
+        (48, 32, 7, False, False),  # no bias
+        (16, 64, 3, True, True),
+    ],
+)
+def test_a_split_convolution_matches_onnxruntime(
+    ic: int, oc: int, hw: int, residual: bool, bias: bool
+) -> None:
+    model = block_model(ic, oc, hw, residual=residual, bias=bias)
+    mod = compile_dnnl(model, conv_layout="blocked", threads=2)
+    teams = _teams(mod)
+    assert 2 in teams, f"not split: {_engine(mod).describe()}"
+    assert teams[teams.index(2) + 1] == 0
+    _check(mod, model)
+    alone = compile_dnnl(model, conv_layout="blocked", threads=2, split=False)
+    assert set(_teams(alone)) == {1}
+    assert len(_teams(alone)) == len(teams) - 1  # the same program, one step less
+
+
+@needs_loop
+@pytest.mark.parametrize(
+    ("ic", "oc", "hw", "options", "why"),
+    [
+        (16, 40, 7, {"conv_layout": "blocked", "threads": 2}, "partial block"),
+        (16, 32, 28, {"conv_layout": "blocked", "threads": 2}, "large image"),
+        (16, 32, 7, {"conv_layout": "native", "threads": 2}, "not blocked"),
+        (16, 32, 7, {"conv_layout": "blocked", "threads": 1}, "one thread"),
+        (16, 32, 7, {"conv_layout": "blocked", "split": False}, "option"),
+    ],
+)
+def test_no_split_where_it_does_not_apply(
+    ic: int, oc: int, hw: int, options: dict[str, object], why: str
+) -> None:
+    model = block_model(ic, oc, hw, residual=True)
+    mod = compile_dnnl(model, **options)
+    assert set(_teams(mod)) == {1}, why
+    _check(mod, model)
+
+
+def test_a_batch_above_one_or_a_strided_1x1_is_not_split() -> None:
+    for x_shape, strides in (((2, 16, 7, 7), [1, 1]), ((1, 16, 14, 14), [2, 2])):
+        nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["y"], strides=strides)]
+        model = graph_model(
+            nodes, {"x": x_shape}, ["y"], {"w1": w(32, 16, 1, 1), "b1": w(32)}
+        )
+        mod = compile_dnnl(model, conv_layout="blocked", threads=2)
+        assert set(_teams(mod)) == {1}
+        feeds = {"x": R.standard_normal(x_shape).astype(np.float32)}
+        np.testing.assert_allclose(
+            mod.run(feeds)["y"], run_ort(model, feeds)[0], rtol=1e-4, atol=1e-5
+        )
+
+
+@needs_loop
+def test_concurrent_runs_of_a_split_program_are_right() -> None:
+    model = block_model(16, 64, 7, residual=True)
+    mod = compile_dnnl(model, conv_layout="blocked", threads=2)
+    assert 2 in _teams(mod)
+    feeds = [
+        {
+            "x": np.random.default_rng(s)
+            .standard_normal((1, 16, 7, 7))
+            .astype(np.float32)
+        }
+        for s in range(4)
+    ]
+    want = [run_ort(model, f)[0] for f in feeds]
+    bad: list[str] = []
+
+    def worker(k: int) -> None:
+        for i in range(30):
+            j = (k + i) % len(feeds)
+            got = mod.run(feeds[j])["y"]
+            if not np.allclose(got, want[j], rtol=1e-4, atol=1e-5):
+                bad.append(f"thread {k} run {i}")
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert bad == []
+
+
+@needs_loop
+def test_the_python_loop_runs_a_team_one_member_after_another() -> None:
+    model = block_model(16, 32, 7, residual=True)
+    mod = compile_dnnl(model, conv_layout="blocked", threads=2)
+    prog = _engine(mod)._program
+    assert 2 in _teams(mod)
+    for ctx in prog._pool:
+        ctx._loop_call = None  # as if the loop had not built after lowering
+    _check(mod, model)
+    secs = prog.step_seconds({"x": np.zeros((1, 16, 7, 7), np.float32)})
+    teams = _teams(mod)
+    assert len(secs) == len(teams)
+    assert all(s > 0 for s, t in zip(secs, teams, strict=True) if t)
+    assert all(s == 0 for s, t in zip(secs, teams, strict=True) if not t)
+
+
+@needs_loop
+def test_step_seconds_times_a_team_as_one_unit() -> None:
+    model = block_model(16, 32, 7, residual=False)
+    mod = compile_dnnl(model, conv_layout="blocked", threads=2)
+    teams = _teams(mod)
+    secs = _engine(mod)._program.step_seconds({"x": np.ones((1, 16, 7, 7), np.float32)})
+    assert [s > 0 for s in secs] == [t > 0 for t in teams]
+
+
+def test_without_the_compiled_loop_nothing_is_split(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(runloop.ENV_SWITCH, "python")
+    runloop.reset()
+    try:
+        assert runloop.loop() is None
+        assert runloop.unavailable_reason() == f"{runloop.ENV_SWITCH}=python"
+        model = block_model(16, 32, 7, residual=True)
+        mod = compile_dnnl(model, conv_layout="blocked", threads=2)
+        assert set(_teams(mod)) == {1}
+        assert _engine(mod)._program._pool[0]._loop_call is None
+        _check(mod, model)
+    finally:
+        monkeypatch.delenv(runloop.ENV_SWITCH)
+        runloop.reset()
+
+
+def test_a_failed_build_leaves_the_python_loop(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    monkeypatch.setenv("CC", "no-such-cc-5678")
+    monkeypatch.setenv("BYOC_DNNL_NATIVE_CACHE", str(tmp_path))
+    runloop.reset()
+    try:
+        assert runloop.loop() is None
+        assert "no-such-cc-5678" in (runloop.unavailable_reason() or "")
+        model = block_model(16, 32, 7, residual=False)
+        _check(compile_dnnl(model, conv_layout="blocked", threads=2), model)
+    finally:
+        monkeypatch.delenv("CC")
+        runloop.reset()
+
+
+def test_the_split_option_is_checked() -> None:
+    model = block_model(16, 32, 7, residual=False)
+    with pytest.raises(byoc.ByocError, match="split='yes'"):
+        compile_dnnl(model, split="yes").init()
+
+
+def test_team_members_get_their_own_scratchpad() -> None:
+    class FakeStep:
+        def __init__(self, team: int, nbytes: int | None) -> None:
+            self.team = team
+            self.scratch = None if nbytes is None else type("M", (), {"nbytes": nbytes})
+
+    steps = [FakeStep(1, 100), FakeStep(2, 100), FakeStep(0, 30), FakeStep(1, None)]
+    offsets, total = program._scratch_offsets(steps)
+    assert offsets == [0, 0, 128, 0]
+    assert total == 192
+    assert [list(u) for u in program.teams(steps)] == [[0], [1, 2], [3]]
