@@ -202,12 +202,18 @@ def driver_overhead(threads: int, runs: int = 3000) -> dict[str, float]:
         for prim, n, args in calls:
             execute(prim, stream, n, args)
 
+    if ctx._loop_call is not None:  # the engine runs its steps from C
+        loop_call, n_steps = ctx._loop_call, len(calls)
+
+        def primitives() -> None:
+            loop_call(0, n_steps)
+
     def bind() -> None:
         # The run path points the I/O memory objects at the arrays of the last
         # run, which are gone by now: point them at arrays that stay alive.
-        for mem, _ in ctx.in_bind:
+        for mem, _, _ in ctx.in_bind:
             ctx._set_handle(mem, x.ctypes.data)
-        for mem, _ in ctx.out_bind:
+        for mem, _, _ in ctx.out_bind:
             ctx._set_handle(mem, out_buf.ctypes.data)
 
     def best(fn: Callable[[], object]) -> float:
