@@ -58,6 +58,10 @@ def data_address(a: np.ndarray) -> int:
         return a.ctypes.data
 
 
+def _aligned(nbytes: int) -> int:
+    return -(-nbytes // _ALIGN) * _ALIGN
+
+
 def plan_arena(b: Builder) -> int:
     """Give every internal buffer an offset; returns the arena size in bytes.
 
@@ -76,7 +80,7 @@ def plan_arena(b: Builder) -> int:
     placed: list[tuple[int, int, int, int]] = []  # (offset, end, first, last)
     total = 0
     for buf in order:
-        size = -(-b.buffers[buf].nbytes // _ALIGN) * _ALIGN
+        size = _aligned(b.buffers[buf].nbytes)
         lo, hi = first[buf], last[buf]
         clashes = sorted((o, e) for o, e, f, la in placed if not (la < lo or f > hi))
         offset = 0
@@ -110,7 +114,7 @@ def _scratch_offsets(steps: Sequence[Any]) -> tuple[list[int], int]:
         for i in unit:
             offsets[i] = at
             if steps[i].scratch is not None:
-                at += -(-steps[i].scratch.nbytes // _ALIGN) * _ALIGN
+                at += _aligned(steps[i].scratch.nbytes)
         total = max(total, at)
     return offsets, total
 
@@ -267,7 +271,9 @@ class _Context:
         if prog.loop is not None:
             self._loop_call = self._compiled(prog.loop, prog.steps)
 
-    def _compiled(self, loop: runloop.RunLoop, steps: Sequence[Any]) -> Any:
+    def _compiled(
+        self, loop: runloop.RunLoop, steps: Sequence[Any]
+    ) -> Callable[[int, int], int]:
         """``call(first, n)``: steps [first, first + n) through the C loop."""
         table = (runloop.CStep * len(self.calls))()
         for row, (prim, n, args), step in zip(table, self.calls, steps, strict=True):

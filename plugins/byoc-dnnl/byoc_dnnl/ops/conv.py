@@ -302,12 +302,12 @@ def _lower_window_op(
 
     hint = b.hint(ep.result or y) if sum_slot is None and not ep.has_dw else None
     pd = choose_pd(b, x.shape, hint, dst_md, make)
+    if split_parts(b, node, ep, pd, win, attr, x_slot, bias, sum_slot, extra):
+        return  # the parts run oneDNN's pick for one thread: nothing to time
     if not ep.has_dw:  # the fused depthwise kernel is a single implementation
         src_md, out_md = pd.md(Query.src_md), pd.md(Query.dst_md)
         ids = arg_ids(bias is not None, extra)
         pd = b.tuned(pd, lambda: make(src_md, out_md), ids, (win.geometry, deconv))
-    if split_parts(b, node, ep, pd, win, attr, x_slot, bias, sum_slot, extra):
-        return
     if ep.has_dw:
         result = ep.result or y
         if not pd.impl.startswith("jit") or pd.md(Query.dst_md).dims != result.shape:
