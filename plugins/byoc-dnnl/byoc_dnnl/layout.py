@@ -36,7 +36,12 @@ from .ir import IR, Op
 LAYOUTS = ("auto", "native", "blocked")
 AUTO_MIN_OPS = 3
 """Fewer layout-sensitive ops than this: the choice cannot matter much, skip timing."""
-_BUDGET_S = 0.5
+_BUDGET_S = 1.0
+"""Seconds of alternating runs the two programs get at init (at least
+``_MIN_ROUNDS`` rounds). With 0.5 s, ResNet-50 (about 60 ms a run) got six
+runs per program, and its blocked program, 5 - 13 % slower in the bench, won
+2 of 6 inits by 0.1 - 3 %; with 1 s it gets ten."""
+_MIN_ROUNDS = 3
 
 
 @dataclass
@@ -149,8 +154,9 @@ def time_candidates(
 ) -> dict[str, float]:
     """Median ms per candidate: one warm-up each, then alternating rounds of two.
 
-    Rounds continue (at least two, at most fifteen) while under ``budget_s``:
-    fast subgraphs get many samples, slow ones stay within about the budget.
+    Rounds continue (at least ``_MIN_ROUNDS``, at most fifteen) while under
+    ``budget_s``: fast subgraphs get many samples, slow ones stay within about
+    the budget.
     """
     names = list(runs)
     for name in names:
@@ -163,7 +169,7 @@ def time_candidates(
                 t = time.perf_counter()
                 runs[name]()
                 samples[name].append(time.perf_counter() - t)
-        if r >= 1 and time.perf_counter() - start > budget_s:
+        if r + 1 >= _MIN_ROUNDS and time.perf_counter() - start > budget_s:
             break
     return {n: statistics.median(s) * 1e3 for n, s in samples.items()}
 
