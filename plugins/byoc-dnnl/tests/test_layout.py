@@ -370,3 +370,54 @@ def test_damaged_engine_blobs_are_refused(blob: bytes, match: str) -> None:
     engine = DnnlBackend(rec.symbol, rec.graph, {}, {})
     with pytest.raises(ValueError, match=match):
         engine.import_engine(blob, {})
+
+
+class _FakeClock:
+    """``time.perf_counter`` for :func:`layout.time_candidates`: each run moves
+    it by the candidate's cost."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.calls: dict[str, int] = {}
+
+    def runs(self, costs: dict[str, float]) -> dict[str, Any]:
+        def make(name: str) -> Any:
+            def run() -> None:
+                self.calls[name] = self.calls.get(name, 0) + 1
+                self.now += costs[name]
+
+            return run
+
+        return {name: make(name) for name in costs}
+
+
+def _timed(
+    monkeypatch: pytest.MonkeyPatch, costs: dict[str, float], clock: _FakeClock
+) -> dict[str, float]:
+    monkeypatch.setattr(layout.time, "perf_counter", lambda: clock.now)
+    return layout.time_candidates(clock.runs(costs))
+
+
+def test_a_clear_difference_is_timed_for_the_budget_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = _FakeClock()
+    ms = _timed(monkeypatch, {"native": 0.060, "blocked": 0.075}, clock)
+    assert ms == pytest.approx({"native": 60.0, "blocked": 75.0})
+    # 4 rounds of 2 runs each (+1 warm-up): past 1 s after the fourth round
+    assert clock.calls == {"native": 9, "blocked": 9}
+
+
+def test_a_close_call_is_timed_longer(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = _FakeClock()
+    ms = _timed(monkeypatch, {"native": 0.060, "blocked": 0.062}, clock)
+    assert ms["blocked"] / ms["native"] == pytest.approx(0.062 / 0.060)
+    assert clock.calls["native"] > 2 * 9  # past 3 s, not 1 s
+    assert clock.now > layout._CLOSE_BUDGET_S
+
+
+def test_fast_candidates_stop_at_the_round_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = _FakeClock()
+    _timed(monkeypatch, {"native": 0.001, "blocked": 0.001}, clock)
+    n = 1 + 2 * layout._MAX_ROUNDS
+    assert clock.calls == {"native": n, "blocked": n}
