@@ -435,6 +435,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     import onnxruntime
 
+    from byoc_dnnl import runloop
+
     result = {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {
@@ -451,6 +453,8 @@ def main(argv: list[str] | None = None) -> int:
             "numpy": np.__version__,
         },
         "settings": {"rounds": args.rounds, "block": args.block, "gap_s": args.gap},
+        # how dnnl ran its steps: "compiled" (byoc_dnnl/runloop.c) or why not
+        "dnnl_run_loop": runloop.unavailable_reason() or "compiled",
         "peak_gflops": peaks,
         "driver_overhead": overheads,
         "results": rows,
