@@ -544,6 +544,27 @@ class Builder:
         )
         self._read.update(self.slots[s].buffer for _, s in args)
 
+    def one_thread_pd(self, make: Callable[[], PrimitiveDesc]) -> PrimitiveDesc:
+        """``make()`` with OpenMP at one thread: oneDNN fits a kernel to the
+        thread count in force, and a team member runs on one thread."""
+        before = self.lib.omp_get_max_threads()
+        self.lib.omp_set_num_threads(1)
+        try:
+            return make()
+        finally:
+            self.lib.omp_set_num_threads(before)
+
+    def add_team(
+        self, parts: Sequence[tuple[PrimitiveDesc, list[tuple[int, int]]]], label: str
+    ) -> None:
+        """One step per (pd, args) part, run side by side (``Step.team``)."""
+        first = len(self.steps)
+        for pd, args in parts:
+            self.add_step(pd, args, label)
+        for step in self.steps[first:]:
+            step.team = 0
+        self.steps[first].team = len(parts)
+
     def release_consts(self, values: Sequence[Value]) -> None:
         """Drop ``values``' plain arrays: no op after this one reads them.
 

@@ -168,7 +168,9 @@ class Program:
         for i, slot in enumerate(self.slots):
             arr = self.buffers[slot.buffer].key
             if self.buffers[slot.buffer].kind == CONST and arr is not None:
-                self._const_mems[i] = Memory(slot.md, arr.ctypes.data, keep=arr)
+                self._const_mems[i] = Memory(
+                    slot.md, arr.ctypes.data + slot.offset, keep=arr
+                )
         self._pool: list[_Context] = []
         self._lock = threading.Lock() if concurrency == "lock" else None
         self._pool.append(_Context(self))

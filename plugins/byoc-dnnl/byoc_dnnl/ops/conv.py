@@ -380,28 +380,25 @@ def split_parts(
     k = oc // parts
     part_dst = MemoryDesc.with_tag((1, k, height, width), b.conv_tag)
     src_md = pd.md(Query.src_md)
-    # The part's kernel is made for the one thread it runs on.
-    before = b.lib.omp_get_max_threads()
-    b.lib.omp_set_num_threads(1)
     try:
-        part = conv_pd(
-            src_md,
-            MemoryDesc.any((k, ic, 1, 1)),
-            MemoryDesc.plain((k,)) if bias is not None else None,
-            part_dst,
-            win.geometry,
-            attr,
+        part = b.one_thread_pd(
+            lambda: conv_pd(
+                src_md,
+                MemoryDesc.any((k, ic, 1, 1)),
+                MemoryDesc.plain((k,)) if bias is not None else None,
+                part_dst,
+                win.geometry,
+                attr,
+            )
         )
     except DnnlError:
         return False
-    finally:
-        b.lib.omp_set_num_threads(before)
     if "1x1" not in part.impl or not part.md(Query.dst_md).same(part_dst):
         return False
     xs = b.convert(x_slot, src_md)
     out = b.produce(ep.result or y, pd.md(Query.dst_md), inplace=sum_slot)
     full = b.slots[out]
-    first = len(b.steps)
+    parts_args = []
     for i in range(parts):
         lo, hi = i * k, (i + 1) * k
         wk = b.convert(b.const_slot(w.const[lo:hi]), part.md(Query.weights_md))
@@ -412,10 +409,8 @@ def split_parts(
             args.append((Arg.bias, bk))
         at = full.offset + i * part_dst.nbytes
         args.append((Arg.dst, b.new_slot(full.buffer, part_dst, at)))
-        b.add_step(part, args, node.label)
-    b.steps[first].team = parts
-    for step in b.steps[first + 1 :]:
-        step.team = 0
+        parts_args.append((part, args))
+    b.add_team(parts_args, node.label)
     return True
 
 
