@@ -106,6 +106,17 @@ def test_a_split_convolution_matches_onnxruntime(
 
 
 @needs_loop
+def test_three_threads_make_three_parts() -> None:
+    """Every part a whole number of channel blocks (48 = 3 x 16 channels)."""
+    model = block_model(16, 48, 7, residual=True)
+    mod = compile_dnnl(model, conv_layout="blocked", threads=3)
+    teams = _teams(mod)
+    assert 3 in teams, f"not split: {_engine(mod).describe()}"
+    assert teams[teams.index(3) + 1 : teams.index(3) + 3] == [0, 0]
+    _check(mod, model)
+
+
+@needs_loop
 @pytest.mark.parametrize(
     ("ic", "oc", "hw", "options", "why"),
     [
