@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from . import _lib
-from ._lib import Arg, DnnlError
+from ._lib import Alg, Arg, DnnlError
 from .handles import (
     Attr,
     Memory,
@@ -778,13 +778,14 @@ def _lower_group(b: Builder, host: Op, ops: Any) -> None:
     try:
         ep = b.epilogue(host)
         ops[host.kind].lower(b, host, ep)
-        if not any(
-            s.label == host.label and s.impl.startswith("ref")
-            for s in b.steps[mark[2] :]
+        made = [s for s in b.steps[mark[2] :] if s.label == host.label]
+        if not any(s.impl.startswith("ref") for s in made) and not (
+            _divides_into_padding(b, ep, made)
         ):
             return
         # Only oneDNN's reference kernel takes the fused form (a GEMM with a
-        # per-row (rows, 1) binary operand ran 1000x slower than apart): refuse.
+        # per-row (rows, 1) binary operand ran 1000x slower than apart), or
+        # the fused form computes garbage: refuse.
     except DnnlError:
         pass
     # oneDNN refused the fused form: roll back, run the host alone (it passed the
@@ -820,6 +821,25 @@ def _lower_group(b: Builder, host: Op, ops: Any) -> None:
     b.pos = host.index
     ops[host.kind].lower(b, host, NO_EPILOGUE)
     _lower_chain(b, rest, ops)
+
+
+def _divides_into_padding(b: Builder, ep: Epilogue, steps: Sequence[Step]) -> bool:
+    """Whether a Div post-op runs on a dst with padding lanes (a channel-blocked
+    layout whose last block is partly empty).
+
+    The fused division computes 0 / 0 there, and the NaN reached the next
+    convolution through its zero weights (a depthwise Conv on 4 channels, a
+    Div by a per-channel constant, then a 1x1 Conv: random image graph
+    10329). Unpadded layouts (plain, channels-last, whole blocks) keep it.
+    """
+    if not any(i.kind == "binary" and i.alg == Alg.binary_div for i in ep.items):
+        return False
+    for step in steps:
+        for arg, slot in step.args:
+            md = b.slots[slot].md
+            if arg == Arg.dst and md.nbytes > 4 * math.prod(md.dims):
+                return True
+    return False
 
 
 def _lower_chain(b: Builder, chain: list[Op], ops: Any) -> None:

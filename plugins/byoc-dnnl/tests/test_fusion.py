@@ -455,6 +455,24 @@ def test_a_division_into_a_padded_channel_block_is_right(layout: str) -> None:
     check_model(model, options={"conv_layout": layout})
 
 
+def test_a_division_on_unpadded_channels_stays_fused() -> None:
+    # The padded-block rule looks at the dst the host really writes: on
+    # channels-last (native) or with whole channel blocks the Div stays fused.
+    nodes = [
+        helper.make_node("Conv", ["x", "d"], ["c"], group=4, pads=[1] * 4),
+        helper.make_node("Div", ["c", "k"], ["y"]),
+    ]
+    inits = {"d": w(4, 1, 3, 3), "k": np.abs(w(1, 4, 1, 1)) + 0.5}
+    model = graph_model(nodes, {"x": (2, 4, 9, 5)}, ["y"], inits)
+    native = check_model(model, options={"conv_layout": "native"})
+    assert [s[2] for s in engine_steps(native) if s[0].startswith("Conv")] == [
+        ("binary",)
+    ]
+    blocked = check_model(model, options={"conv_layout": "blocked"})
+    kernels = [s for s in engine_steps(blocked) if s[0] not in ("reorder", "output 0")]
+    assert [s[2] for s in kernels] == [(), ()], kernels  # Conv, then Div apart
+
+
 def test_a_value_written_in_place_is_reordered_again() -> None:
     # The Mul writes v9 over v4's blocked buffer; v4's plain copy (made for
     # the Add) stayed cached for that buffer and the Sub read it as v9.

@@ -18,7 +18,7 @@ import byoc
 from .._lib import Alg, Arg, PropKind, Query, refuse
 from ..handles import MemoryDesc, PrimitiveDesc
 from ..ir import Decline, Op, Value
-from ..layout import blocked_tag, is_standard
+from ..layout import is_standard
 from ..lowering import Builder, Epilogue, PostItem
 from . import OPS, guard, need_const, need_f32, op, out_shape, shape_of
 
@@ -188,23 +188,6 @@ def post_binary(b: Builder, node: Op, chain: Value, ep: Epilogue) -> None:
     negate = a is not chain and node.kind == "Sub"
     if a is not chain and node.kind == "Div":
         raise AssertionError("Div with the chain as divisor cannot be fused")
-    y = node.out.shape
-    tag = blocked_tag() if len(y) == 4 else None
-    if (
-        node.kind == "Div"
-        and tag is not None
-        and MemoryDesc.with_tag(y, tag).nbytes > 4 * math.prod(y)  # padded
-        and _host(node).kind not in ("MatMul", "Gemm")  # these write plain
-    ):
-        # On a channel-blocked dst whose last block is padded, the fused
-        # division computes 0 / 0 in the padding lanes, and the NaN reached
-        # the next convolution through its zero weights (a depthwise Conv on
-        # 4 channels, Div by a per-channel constant, then a 1x1 Conv: random
-        # image graph 10329). Run the Div apart there.
-        raise refuse(
-            f"a Div post-op on {y[1]} channels (a padded channel block)",
-            "dnnl_post_ops_append_binary",
-        )
     full = other.shape == node.out.shape
     if (
         node.kind == "Add"
