@@ -82,9 +82,12 @@ _OPTIONS = frozenset(
     }
 )
 _ENGINE_FORMAT = 2
-_TUNER = 2
-"""How decisions are made, in the decision cache's key: 2 settles close picks
-in context (:func:`byoc_dnnl.tune.settle`), so entries made before are timed again."""
+_TUNER = 3
+"""How decisions are made, in the decision cache's key, so entries made before
+are timed again: 2 settles close picks in context (:func:`byoc_dnnl.tune.settle`);
+3 compares the two layouts by their per-round ratio, timing close calls longer
+(:func:`byoc_dnnl.layout.time_candidates`: the older timing picked ResNet-50's
+slower layout in some inits, and a cached pick would keep it)."""
 _TRIALS: OrderedDict[Any, byoc.Support] = OrderedDict()
 _TRIALS_MAX = 4096
 
