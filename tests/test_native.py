@@ -71,13 +71,3 @@ def test_missing_sources_and_compilers_are_named(
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(byoc.NativeBuildError, match="no C compiler found.*a test"):
         native.find_compiler("a test")
-
-
-def test_the_user_cache_honours_its_variables(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("BYOC_TEST_CACHE", str(tmp_path / "here"))
-    assert native.user_cache("x", "BYOC_TEST_CACHE") == tmp_path / "here"
-    monkeypatch.delenv("BYOC_TEST_CACHE")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert native.user_cache("x", "BYOC_TEST_CACHE") == tmp_path / "xdg" / "x"

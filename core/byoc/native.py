@@ -44,15 +44,6 @@ def find_compiler(why: str) -> list[str]:
     )
 
 
-def user_cache(name: str, override_env: str) -> Path:
-    """``$<override_env>``, else ``$XDG_CACHE_HOME/<name>`` (``~/.cache/<name>``)."""
-    override = os.environ.get(override_env)
-    if override:
-        return Path(override)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / name
-
-
 def _digest(paths: Sequence[Path], cc: Sequence[str], flags: Sequence[str]) -> str:
     h = hashlib.sha256()
     for part in (*cc, *flags, sys.platform):

@@ -6,7 +6,8 @@ executed by one C call instead of one ctypes call per primitive, and *teams*
 by output channels, see :func:`byoc_dnnl.ops.conv.split_parts`) run inside one
 OpenMP region, which only C can open without paying Python's GIL in every
 thread. The C file is compiled with the system compiler into
-``$BYOC_DNNL_NATIVE_CACHE`` (default ``~/.cache/byoc-dnnl-native``) the first
+``$BYOC_DNNL_NATIVE_CACHE`` (default ``dnnl-native`` in the user cache dir,
+:func:`byoc.cache.user_cache_dir`) the first
 time an engine is built. Where that fails (no compiler) the Python loop runs
 every program and no teams are planned; ``BYOC_DNNL_RUNLOOP=python`` asks for
 that on purpose.
@@ -22,6 +23,7 @@ from typing import Any
 
 import byoc
 from byoc import native
+from byoc.cache import user_cache_dir
 
 from . import _lib
 
@@ -79,7 +81,10 @@ def _load() -> tuple[RunLoop | None, str | None]:
             "libbyoc_dnnl_runloop.so",
             [src],
             _FLAGS,
-            native.user_cache("byoc-dnnl-native", "BYOC_DNNL_NATIVE_CACHE"),
+            Path(
+                os.environ.get("BYOC_DNNL_NATIVE_CACHE")
+                or user_cache_dir("dnnl-native")
+            ),
             what="the dnnl run loop",
             why=_WHY,
             libs=(),

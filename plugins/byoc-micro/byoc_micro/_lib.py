@@ -68,7 +68,11 @@ def compiler() -> list[str]:
 
 def cache_dir() -> Path:
     """Per-user directory holding built libraries, one subdirectory per hash."""
-    return native.user_cache("byoc-micro", "BYOC_MICRO_CACHE")
+    override = os.environ.get("BYOC_MICRO_CACHE")
+    if override:
+        return Path(override)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "byoc-micro"
 
 
 def build(
