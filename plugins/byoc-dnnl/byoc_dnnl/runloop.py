@@ -7,10 +7,9 @@ by output channels, see :func:`byoc_dnnl.ops.conv.split_parts`) run inside one
 OpenMP region, which only C can open without paying Python's GIL in every
 thread. The C file is compiled with the system compiler into
 ``$BYOC_DNNL_NATIVE_CACHE`` (default ``dnnl-native`` in the user cache dir,
-:func:`byoc.cache.user_cache_dir`) the first
-time an engine is built. Where that fails (no compiler) the Python loop runs
-every program and no teams are planned; ``BYOC_DNNL_RUNLOOP=python`` asks for
-that on purpose.
+:func:`byoc.cache.user_cache_dir`) the first time an engine is built. Where
+that fails (no compiler) the Python loop runs every program and no teams are
+planned; ``BYOC_DNNL_RUNLOOP=python`` asks for that on purpose.
 """
 
 from __future__ import annotations
