@@ -15,7 +15,8 @@ import pytest
 from onnx import helper
 
 import byoc
-from byoc_dnnl import program, runloop
+from byoc_dnnl import backend, layout, program, runloop
+from byoc_dnnl._lib import FormatTag
 
 from .conftest import compile_dnnl
 from .helpers import graph_model, run_ort
@@ -95,7 +96,7 @@ def test_a_split_convolution_matches_onnxruntime(
     ic: int, oc: int, hw: int, residual: bool, bias: bool
 ) -> None:
     model = block_model(ic, oc, hw, residual=residual, bias=bias)
-    mod = compile_dnnl(model, conv_layout="blocked", threads=2)
+    mod = compile_dnnl(model, conv_layout="blocked", split=True, threads=2)
     teams = _teams(mod)
     assert 2 in teams, f"not split: {_engine(mod).describe()}"
     assert teams[teams.index(2) + 1] == 0
@@ -109,7 +110,7 @@ def test_a_split_convolution_matches_onnxruntime(
 def test_three_threads_make_three_parts() -> None:
     """Every part a whole number of channel blocks (48 = 3 x 16 channels)."""
     model = block_model(16, 48, 7, residual=True)
-    mod = compile_dnnl(model, conv_layout="blocked", threads=3)
+    mod = compile_dnnl(model, conv_layout="blocked", split=True, threads=3)
     teams = _teams(mod)
     assert 3 in teams, f"not split: {_engine(mod).describe()}"
     assert teams[teams.index(3) + 1 : teams.index(3) + 3] == [0, 0]
@@ -131,7 +132,7 @@ def test_no_split_where_it_does_not_apply(
     ic: int, oc: int, hw: int, options: dict[str, object], why: str
 ) -> None:
     model = block_model(ic, oc, hw, residual=True)
-    mod = compile_dnnl(model, **options)
+    mod = compile_dnnl(model, **{"split": True, **options})
     assert set(_teams(mod)) == {1}, why
     _check(mod, model)
 
@@ -142,7 +143,7 @@ def test_a_batch_above_one_or_a_strided_1x1_is_not_split() -> None:
         model = graph_model(
             nodes, {"x": x_shape}, ["y"], {"w1": w(32, 16, 1, 1), "b1": w(32)}
         )
-        mod = compile_dnnl(model, conv_layout="blocked", threads=2)
+        mod = compile_dnnl(model, conv_layout="blocked", split=True, threads=2)
         assert set(_teams(mod)) == {1}
         feeds = {"x": R.standard_normal(x_shape).astype(np.float32)}
         np.testing.assert_allclose(
@@ -153,7 +154,7 @@ def test_a_batch_above_one_or_a_strided_1x1_is_not_split() -> None:
 @needs_loop
 def test_concurrent_runs_of_a_split_program_are_right() -> None:
     model = block_model(16, 64, 7, residual=True)
-    mod = compile_dnnl(model, conv_layout="blocked", threads=2)
+    mod = compile_dnnl(model, conv_layout="blocked", split=True, threads=2)
     assert 2 in _teams(mod)
     feeds = [
         {
@@ -184,7 +185,7 @@ def test_concurrent_runs_of_a_split_program_are_right() -> None:
 @needs_loop
 def test_the_python_loop_runs_a_team_one_member_after_another() -> None:
     model = block_model(16, 32, 7, residual=True)
-    mod = compile_dnnl(model, conv_layout="blocked", threads=2)
+    mod = compile_dnnl(model, conv_layout="blocked", split=True, threads=2)
     prog = _engine(mod)._program
     assert 2 in _teams(mod)
     for ctx in prog._pool:
@@ -200,7 +201,7 @@ def test_the_python_loop_runs_a_team_one_member_after_another() -> None:
 @needs_loop
 def test_step_seconds_times_a_team_as_one_unit() -> None:
     model = block_model(16, 32, 7, residual=False)
-    mod = compile_dnnl(model, conv_layout="blocked", threads=2)
+    mod = compile_dnnl(model, conv_layout="blocked", split=True, threads=2)
     teams = _teams(mod)
     secs = _engine(mod)._program.step_seconds({"x": np.ones((1, 16, 7, 7), np.float32)})
     assert [s > 0 for s in secs] == [t > 0 for t in teams]
@@ -215,7 +216,7 @@ def test_without_the_compiled_loop_nothing_is_split(
         assert runloop.loop() is None
         assert runloop.unavailable_reason() == f"{runloop.ENV_SWITCH}=python"
         model = block_model(16, 32, 7, residual=True)
-        mod = compile_dnnl(model, conv_layout="blocked", threads=2)
+        mod = compile_dnnl(model, conv_layout="blocked", split=True, threads=2)
         assert set(_teams(mod)) == {1}
         assert _engine(mod)._program._pool[0]._loop_call is None
         _check(mod, model)
@@ -234,10 +235,28 @@ def test_a_failed_build_leaves_the_python_loop(
         assert runloop.loop() is None
         assert "no-such-cc-5678" in (runloop.unavailable_reason() or "")
         model = block_model(16, 32, 7, residual=False)
-        _check(compile_dnnl(model, conv_layout="blocked", threads=2), model)
+        _check(compile_dnnl(model, conv_layout="blocked", split=True, threads=2), model)
     finally:
         monkeypatch.delenv("CC")
         runloop.reset()
+
+
+@needs_loop
+@pytest.mark.parametrize(
+    ("tag", "split", "want"),
+    [
+        ("nChw8c", "auto", 2),  # AVX2: the jit 1x1 kernel shares only pixels
+        ("nChw16c", "auto", 1),  # AVX-512: its kernel divides the channels too
+        ("nChw16c", True, 2),
+        ("nChw8c", False, 1),
+    ],
+)
+def test_auto_splits_only_where_the_blocked_layout_is_avx2s(
+    monkeypatch: pytest.MonkeyPatch, tag: str, split: object, want: int
+) -> None:
+    monkeypatch.setattr(layout, "blocked_tag", lambda: getattr(FormatTag, tag))
+    assert backend._team({"split": split}, 2) == want
+    assert backend._team({}, 2) == backend._team({"split": "auto"}, 2)
 
 
 def test_the_split_option_is_checked() -> None:
