@@ -27,10 +27,11 @@ Options (``byoc.compile(..., options={"dnnl": {...}})`` or ``byoc.load``):
   else ``dnnl`` in the user cache dir, see :func:`byoc.cache.user_cache_dir`);
 * ``max_shapes``: for a subgraph with symbolic dims, how many per-shape
   engines to keep (default 4; :mod:`byoc_dnnl.dynamic`);
-* ``split``: ``True`` (default) runs the 1x1 convolutions of small blocked
+* ``split``: ``"auto"`` (default) runs the 1x1 convolutions of small blocked
   images as one part of the output channels per thread, side by side, where
-  the compiled run loop builds (:func:`byoc_dnnl.ops.conv.split_parts`);
-  ``False`` never splits.
+  the compiled run loop builds (:func:`byoc_dnnl.ops.conv.split_parts`), on
+  AVX2 only (see :func:`_team`); ``True`` splits on any CPU, ``False``
+  never.
 
 ``export_engine`` stores the layout and the implementations ``init`` chose,
 so an artifact saved with ``engines=True`` loads without timing again; the
