@@ -315,6 +315,13 @@ def _lower_window_op(
             raise refuse(
                 f"no fused depthwise kernel ({pd.impl})", "dnnl_post_ops_append_dw"
             )
+        if b.conv_tag is None and not b.md(x_slot).same(pd.md(Query.src_md)):
+            # The fused kernel is blocked-only: in the native layout it would
+            # cost a reorder on each side, more than the fusion saves.
+            raise refuse(
+                f"the fused depthwise kernel ({pd.impl}) needs a reorder",
+                "dnnl_post_ops_append_dw",
+            )
         extra = extra + ep.dw_args(b, pd)
     _finish(b, node, ep, pd, x_slot, weights(), bias, sum_slot, extra)
 
