@@ -122,6 +122,9 @@ def test_user_cache_dir_honours_env(monkeypatch, tmp_path):
     monkeypatch.delenv("BYOC_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert user_cache_dir() == tmp_path / "xdg" / "byoc"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert user_cache_dir("dnnl") == tmp_path / "home" / ".cache" / "byoc" / "dnnl"
 
 
 def test_bad_keys_are_refused(tmp_path):

@@ -36,13 +36,19 @@ _HEAD = struct.Struct("<8s32sQ")  # magic, blake2b-256 of the payload, payload l
 DEFAULT_MAX_BYTES = 4 << 30
 
 
+def xdg_cache_home() -> Path:
+    """``$XDG_CACHE_HOME``, else ``~/.cache``: where per-user caches go.
+
+    Plugins whose cache has its own documented directory (byoc-micro's
+    ``byoc-micro``) start from here, so the fallback lives in one place.
+    """
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+
+
 def user_cache_dir(*parts: str) -> Path:
     """``$BYOC_CACHE_DIR`` or ``$XDG_CACHE_HOME/byoc`` (``~/.cache/byoc``), joined."""
     base = os.environ.get("BYOC_CACHE_DIR")
-    if not base:
-        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
-        base = os.path.join(xdg, "byoc")
-    return Path(base, *parts)
+    return Path(base, *parts) if base else xdg_cache_home().joinpath("byoc", *parts)
 
 
 def cache_key(*parts: bytes | str) -> str:

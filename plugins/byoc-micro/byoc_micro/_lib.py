@@ -27,6 +27,7 @@ import numpy as np
 
 import byoc
 from byoc import native
+from byoc.cache import xdg_cache_home
 
 LIB_SOURCES = ("bm_msgpack.c", "bm_reader.c", "bm_ops.c", "bm_exec.c")
 HEADERS = ("byoc_micro.h", "bm_internal.h", "bm_tool.h")
@@ -71,8 +72,7 @@ def cache_dir() -> Path:
     override = os.environ.get("BYOC_MICRO_CACHE")
     if override:
         return Path(override)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "byoc-micro"
+    return xdg_cache_home() / "byoc-micro"
 
 
 def build(

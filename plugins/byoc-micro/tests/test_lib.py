@@ -11,6 +11,17 @@ import byoc
 from byoc_micro import MicroBackend, _lib
 
 
+def test_cache_dir_is_its_own_under_the_user_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("BYOC_MICRO_CACHE", str(tmp_path / "mine"))
+    assert _lib.cache_dir() == tmp_path / "mine"
+    monkeypatch.delenv("BYOC_MICRO_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert _lib.cache_dir() == tmp_path / "xdg" / "byoc-micro"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert _lib.cache_dir() == tmp_path / "home" / ".cache" / "byoc-micro"
+
+
 def test_no_compiler_makes_the_backend_unavailable_with_the_reason(
     monkeypatch, tmp_path
 ):
