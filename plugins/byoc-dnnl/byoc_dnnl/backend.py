@@ -31,7 +31,10 @@ Options (``byoc.compile(..., options={"dnnl": {...}})`` or ``byoc.load``):
   images as one part of the output channels per thread, side by side, where
   the compiled run loop builds (:func:`byoc_dnnl.ops.conv.split_parts`), on
   AVX2 only (see :func:`_team`); ``True`` splits on any CPU, ``False``
-  never.
+  never;
+* ``chain``: ``True`` (default) runs a 1x1 convolution and the depthwise
+  convolution reading it on the blocked layout as one chain per thread, each
+  on its own part of the channels (:func:`_chain_team`); ``False`` never.
 
 ``export_engine`` stores the layout and the implementations ``init`` chose,
 so an artifact saved with ``engines=True`` loads without timing again; the
@@ -81,6 +84,7 @@ _OPTIONS = frozenset(
         "cache_dir",
         "max_shapes",
         "split",
+        "chain",
     }
 )
 _ENGINE_FORMAT = 2
@@ -182,6 +186,7 @@ class DnnlBackend(byoc.Backend):
             "conv_layout": self.options.get("conv_layout", "auto"),
             "tune": self.options.get("tune", True),
             "team": _team(self.options, _threads_option(self.options)),
+            "chain": _chain_team(self.options, _threads_option(self.options)),
         }
         return cache_key(
             "byoc-dnnl decisions",
@@ -213,11 +218,17 @@ class DnnlBackend(byoc.Backend):
             return ir
 
         team = _team(self.options, threads)
+        chain = _chain_team(self.options, threads)
 
         def program(ir: IR, conv_tag: int | None, tuner: Tuner | None) -> Program:
             prog = Program(
                 lower(
-                    ir, conv_tag=conv_tag, tuner=tuner, packed=self._packed, team=team
+                    ir,
+                    conv_tag=conv_tag,
+                    tuner=tuner,
+                    packed=self._packed,
+                    team=team,
+                    chain=chain,
                 ),
                 [v.name for v in ir.inputs],
                 [v.shape for v in ir.heads],
@@ -443,6 +454,7 @@ def _check_options(options: Mapping[str, Any]) -> tuple[int | None, str, str, bo
         raise ValueError(f"dnnl option tune={tune!r}; use True or False")
     _max_shapes(options)
     _team(options, threads)
+    _chain_team(options, threads)
     return threads, concurrency, conv_layout, tune
 
 
@@ -466,6 +478,27 @@ def _team(options: Mapping[str, Any], threads: int | None) -> int:
     if not split or n < 2 or runloop.loop() is None:
         return 1
     if split == "auto" and layout.blocked_tag() != FormatTag.nChw8c:
+        return 1
+    return n
+
+
+def _chain_team(options: Mapping[str, Any], threads: int | None) -> int:
+    """How many threads a 1x1 Conv and the depthwise Conv reading it are
+    split across, one part of the channels each (1: none).
+
+    Each thread runs its part of the 1x1 Conv, then the depthwise Conv on the
+    same channels, so the expanded tensor stays in that core's cache and the
+    two need one OpenMP barrier, not two. MobileNetV2 on Zen 4 (AVX-512, 2
+    threads) ran 0.945 - 0.989x the unchained time per round in four
+    interleaved A/Bs of 120 - 150 rounds. Needs the compiled run loop, more
+    than one thread and the blocked layout (a channel range of nChw16c data
+    is contiguous). The ``chain`` option: ``True`` (default) or ``False``.
+    """
+    chain = options.get("chain", True)
+    if not isinstance(chain, bool):
+        raise ValueError(f"dnnl option chain={chain!r}; use True or False")
+    n = threads if threads is not None else _lib.lib().default_threads
+    if not chain or n < 2 or runloop.loop() is None:
         return 1
     return n
 

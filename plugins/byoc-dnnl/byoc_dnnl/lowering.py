@@ -89,6 +89,10 @@ class Step:
     """How many steps from this one on run side by side, one thread each (a
     split convolution, see :mod:`byoc_dnnl.runloop`); 0 on the team's other
     members, 1 for a step that runs alone."""
+    chain: int = 1
+    """On a team's first step: how many consecutive steps each member runs in
+    order on its thread (an expand 1x1 convolution's part, then the depthwise
+    convolution's part that reads it); the team has ``team // chain`` members."""
 
 
 @dataclass
@@ -278,6 +282,7 @@ class Builder:
         tuner: Tuner | None = None,
         packed: PackedWeights | None = None,
         team: int = 1,
+        chain: int = 1,
     ) -> None:
         self.ir = ir
         self.dry = dry
@@ -290,6 +295,17 @@ class Builder:
         self.team = team
         """Threads a small 1x1 convolution may be split across, one part each
         (1: no splits; see :func:`byoc_dnnl.ops.conv.split_parts`)."""
+        self.chain_team = chain
+        """Threads a 1x1 Conv and the depthwise Conv reading it are split
+        across, one chain of two parts each (1: none; see
+        :func:`byoc_dnnl.ops.conv.chain_dw`)."""
+        self.chain_src: dict[int, tuple[int, list[tuple[int, int]], list[int]]] = {}
+        """Value id -> (first team step, channel bounds, part slots) of a split
+        1x1 Conv whose depthwise reader joins its team."""
+        self.block = (
+            MemoryDesc.with_tag((1, 1, 1, 1), conv_tag).nbytes // 4 if conv_tag else 1
+        )
+        """Channels per block of ``conv_tag`` (16 for nChw16c)."""
         self.lib = _lib.lib()
         self.buffers: list[Buffer] = []
         self.slots: list[Slot] = []
@@ -734,11 +750,20 @@ def lower(
     tuner: Tuner | None = None,
     packed: PackedWeights | None = None,
     team: int = 1,
+    chain: int = 1,
 ) -> Builder:
     """Lower every op of ``ir`` (fused groups at their last member) and the heads."""
     from .ops import OPS
 
-    b = Builder(ir, dry=dry, conv_tag=conv_tag, tuner=tuner, packed=packed, team=team)
+    b = Builder(
+        ir,
+        dry=dry,
+        conv_tag=conv_tag,
+        tuner=tuner,
+        packed=packed,
+        team=team,
+        chain=chain,
+    )
     if not dry:
         plan_layouts(b, ir)
     for v in ir.inputs:

@@ -66,11 +66,13 @@ def plan_arena(b: Builder) -> int:
     """Give every internal buffer an offset; returns the arena size in bytes.
 
     Greedy by size: each buffer goes to the lowest offset where it overlaps no
-    placed buffer whose step interval intersects its own.
+    placed buffer whose interval intersects its own. Intervals count run units
+    (:func:`teams`), not steps: a team's steps run at once.
     """
     first: dict[int, int] = {}
     last: dict[int, int] = {}
-    for i, step in enumerate(b.steps):
+    unit_of = [u for u, unit in enumerate(teams(b.steps)) for _ in unit]
+    for step, i in zip(b.steps, unit_of, strict=True):
         for _, s in step.args:
             buf = b.slots[s].buffer
             if b.buffers[buf].kind == INTERNAL:
@@ -280,6 +282,7 @@ class _Context:
         table = (runloop.CStep * len(self.calls))()
         for row, (prim, n, args), step in zip(table, self.calls, steps, strict=True):
             row.prim, row.nargs, row.team = prim, n.value, max(1, step.team)
+            row.chain = max(1, step.chain)
             row.args = ctypes.cast(args, ctypes.c_void_p)
         streams = (ctypes.c_void_p * len(self.streams))(*(s.h for s in self.streams))
         self._table, self._stream_table = table, streams  # alive with the context

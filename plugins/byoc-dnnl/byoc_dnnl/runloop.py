@@ -41,6 +41,7 @@ class CStep(ctypes.Structure):
         ("args", ctypes.c_void_p),
         ("nargs", ctypes.c_int),
         ("team", ctypes.c_int),
+        ("chain", ctypes.c_int),
     ]
 
 

@@ -276,3 +276,189 @@ def test_team_members_get_their_own_scratchpad() -> None:
     assert offsets == [0, 0, 128, 0]
     assert total == 192
     assert [list(u) for u in program.teams(steps)] == [[0], [1, 2], [3]]
+
+
+# -- chains: a 1x1 Conv and the depthwise Conv reading it, per thread -----------
+
+
+def inverted_residual(
+    c: int,
+    e: int,
+    hw: int,
+    *,
+    stride: int = 1,
+    kernel: int = 3,
+    extra_reader: bool = False,
+    batch: int = 1,
+) -> onnx.ModelProto:
+    """MobileNetV2's block: 1x1 expand + Clip, depthwise + Clip, 1x1 project,
+    plus the input where the shapes allow. ``extra_reader``: the expanded
+    tensor is also an output, so the depthwise Conv is not its only reader."""
+    pad = kernel // 2
+    nodes = [
+        helper.make_node("Conv", ["x", "we", "be"], ["e"]),
+        helper.make_node("Clip", ["e", "lo", "hi"], ["ce"]),
+        helper.make_node(
+            "Conv",
+            ["ce", "wd", "bd"],
+            ["d"],
+            group=e,
+            pads=[pad] * 4,
+            strides=[stride, stride],
+        ),
+        helper.make_node("Clip", ["d", "lo", "hi"], ["cd"]),
+        helper.make_node("Conv", ["cd", "wp", "bp"], ["p"]),
+    ]
+    if stride == 1:
+        nodes.append(helper.make_node("Add", ["p", "x"], ["y"]))
+    else:
+        nodes.append(helper.make_node("Relu", ["p"], ["y"]))
+    inits = {
+        "we": w(e, c, 1, 1),
+        "be": w(e),
+        "wd": w(e, 1, kernel, kernel),
+        "bd": w(e),
+        "wp": w(c, e, 1, 1),
+        "bp": w(c),
+        "lo": np.array(0.0, np.float32),
+        "hi": np.array(6.0, np.float32),
+    }
+    outs = ["y", "ce"] if extra_reader else ["y"]
+    return graph_model(nodes, {"x": (batch, c, hw, hw)}, outs, inits)
+
+
+def _chains(mod: byoc.Module) -> list[tuple[int, int, list[str]]]:
+    """(team, chain, labels) of every chained team in the program."""
+    steps = _engine(mod)._program.steps
+    return [
+        (s.team, s.chain, [t.label for t in steps[i : i + s.team]])
+        for i, s in enumerate(steps)
+        if s.chain > 1
+    ]
+
+
+def _check_all(mod: byoc.Module, model: onnx.ModelProto) -> None:
+    shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    feeds = {"x": R.standard_normal(shape).astype(np.float32)}
+    got = mod.run(feeds)
+    for head, want in zip(model.graph.output, run_ort(model, feeds), strict=True):
+        np.testing.assert_allclose(got[head.name], want, rtol=1e-4, atol=1e-5)
+
+
+@needs_loop
+@pytest.mark.parametrize(
+    ("c", "e", "hw", "stride", "kernel", "threads"),
+    [
+        (16, 96, 14, 1, 3, 2),
+        (24, 144, 28, 1, 3, 2),  # 144 = 9 blocks of 16: parts of 5 and 4 blocks
+        (16, 96, 15, 2, 3, 2),  # odd size, stride 2: no residual
+        (32, 192, 7, 1, 3, 3),  # three threads, three parts
+        (16, 64, 9, 1, 5, 2),  # a 5x5 depthwise kernel
+    ],
+)
+def test_a_chained_block_matches_onnxruntime(
+    c: int, e: int, hw: int, stride: int, kernel: int, threads: int
+) -> None:
+    model = inverted_residual(c, e, hw, stride=stride, kernel=kernel)
+    mod = compile_dnnl(model, conv_layout="blocked", threads=threads, split=False)
+    ((team, chain, labels),) = _chains(mod)
+    assert (team, chain) == (2 * threads, 2)
+    assert labels == ["Conv_0", "Conv_2"] * threads  # expand part, then its dw part
+    _check_all(mod, model)
+    plain = compile_dnnl(
+        model, conv_layout="blocked", threads=threads, chain=False, split=False
+    )
+    assert _chains(plain) == [] and set(_teams(plain)) == {1}
+    _check_all(plain, model)
+
+
+@needs_loop
+@pytest.mark.parametrize(
+    ("model", "options", "why"),
+    [
+        (inverted_residual(16, 64, 8, extra_reader=True), {}, "a second reader"),
+        (inverted_residual(16, 64, 8, batch=2), {}, "batch 2"),
+        (inverted_residual(16, 64, 8), {"conv_layout": "native"}, "channels-last"),
+        (inverted_residual(16, 64, 8), {"threads": 1}, "one thread"),
+        (inverted_residual(16, 64, 8), {"chain": False}, "the option"),
+        (inverted_residual(16, 36, 8), {}, "a partial channel block"),
+    ],
+)
+def test_no_chain_where_it_does_not_apply(
+    model: onnx.ModelProto, options: dict[str, object], why: str
+) -> None:
+    mod = compile_dnnl(model, **{"conv_layout": "blocked", "threads": 2, **options})
+    assert _chains(mod) == [], why
+    _check_all(mod, model)
+
+
+@needs_loop
+def test_the_python_loop_runs_a_chained_team_in_order() -> None:
+    model = inverted_residual(16, 96, 14)
+    mod = compile_dnnl(model, conv_layout="blocked", threads=2)
+    assert _chains(mod)
+    for ctx in _engine(mod)._program._pool:
+        ctx._loop_call = None
+    _check_all(mod, model)
+
+
+@needs_loop
+def test_concurrent_runs_of_a_chained_program_are_right() -> None:
+    model = inverted_residual(24, 144, 14)
+    mod = compile_dnnl(model, conv_layout="blocked", threads=2)
+    assert _chains(mod)
+    feeds = [
+        {
+            "x": np.random.default_rng(s)
+            .standard_normal((1, 24, 14, 14))
+            .astype(np.float32)
+        }
+        for s in range(3)
+    ]
+    want = [run_ort(model, f)[0] for f in feeds]
+    bad: list[str] = []
+
+    def worker(k: int) -> None:
+        for i in range(20):
+            j = (k + i) % len(feeds)
+            if not np.allclose(mod.run(feeds[j])["y"], want[j], rtol=1e-4, atol=1e-5):
+                bad.append(f"thread {k} run {i}")
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert bad == []
+
+
+def test_the_chain_option_is_checked() -> None:
+    with pytest.raises(byoc.ByocError, match="chain='yes'"):
+        compile_dnnl(inverted_residual(16, 64, 8), chain="yes").init()
+    assert backend._chain_team({"chain": False}, 2) == 1
+    assert backend._chain_team({}, 1) == 1
+
+
+def test_a_teams_buffers_never_share_arena_bytes() -> None:
+    # Two members that each touch only their own buffer still run at once:
+    # the arena must not give the two buffers the same bytes.
+    class Buf:
+        def __init__(self) -> None:
+            self.kind, self.nbytes, self.offset = program.INTERNAL, 256, -1
+
+    class Slot:
+        def __init__(self, buffer: int) -> None:
+            self.buffer = buffer
+
+    class FakeStep:
+        def __init__(self, team: int, slot: int) -> None:
+            self.team, self.args = team, [(1, slot)]
+
+    b = type("B", (), {})()
+    b.buffers = [Buf(), Buf()]
+    b.slots = [Slot(0), Slot(1)]
+    b.steps = [FakeStep(2, 0), FakeStep(0, 1)]
+    assert program.plan_arena(b) == 512  # type: ignore[arg-type]
+    assert {buf.offset for buf in b.buffers} == {0, 256}
+    b.steps = [FakeStep(1, 0), FakeStep(1, 1)]  # one after the other: shared
+    assert program.plan_arena(b) == 256  # type: ignore[arg-type]

@@ -177,6 +177,8 @@ def lower_conv(b: Builder, node: Op, ep: Epilogue) -> None:
     assert x is not None and w is not None
     y = node.out
     win = _conv_window(node.attrs, x.shape, w.shape, y.shape)
+    if chain_dw(b, node, ep, win):
+        return
     group = int(node.attr("group", 1))
     oc = w.shape[0]
     wshape = w.shape if group == 1 else (group, oc // group, *w.shape[1:])
@@ -359,16 +361,22 @@ def split_parts(
     channel blocks per part: each part then writes a contiguous block of the
     output (and reads its own block of the residual a sum post-op adds), so
     the parts are plain convolutions at byte offsets, made for one thread.
+
+    Where a depthwise Conv alone reads the result (:func:`chain_target`), the
+    Conv is split into ``b.chain_team`` parts of whole blocks (not always
+    equal: 144 channels are 5 + 4 blocks of 16) at any image size, and the
+    depthwise Conv joins the team (:func:`chain_dw`).
     """
     parts, y = b.team, node.out
     w = node.inputs[1]
+    dw = chain_target(b, node, ep)
+    if dw is not None:
+        parts = b.chain_team
     if parts < 2 or b.dry or b.conv_tag is None or extra or w is None:
         return False
-    if (
-        len(y.shape) != 4
-        or y.shape[0] != 1
-        or y.shape[2] * y.shape[3] > SPLIT_MAX_PIXELS
-    ):
+    if len(y.shape) != 4 or y.shape[0] != 1:
+        return False
+    if dw is None and y.shape[2] * y.shape[3] > SPLIT_MAX_PIXELS:
         return False
     if w.const is None or (bias is not None and bias.const is None):
         return False
@@ -380,44 +388,181 @@ def split_parts(
         return False
     if not pd.md(Query.dst_md).same(MemoryDesc.with_tag(y.shape, b.conv_tag)):
         return False
-    block = MemoryDesc.with_tag((1, 1, 1, 1), b.conv_tag).nbytes // 4
+    block = b.block
     oc, ic, height, width = y.shape[1], w.shape[1], y.shape[2], y.shape[3]
-    if oc % (parts * block):
+    bounds = block_bounds(oc, parts, block, even=dw is None)
+    if bounds is None:
         return False
-    k = oc // parts
-    part_dst = MemoryDesc.with_tag((1, k, height, width), b.conv_tag)
     src_md = pd.md(Query.src_md)
-    try:
-        part = b.one_thread_pd(
-            lambda: conv_pd(
-                src_md,
-                MemoryDesc.any((k, ic, 1, 1)),
-                MemoryDesc.plain((k,)) if bias is not None else None,
-                part_dst,
-                win.geometry,
-                attr,
+    made: dict[int, PrimitiveDesc] = {}
+    for lo, hi in bounds:
+        k = hi - lo
+        if k in made:
+            continue
+        part_dst = MemoryDesc.with_tag((1, k, height, width), b.conv_tag)
+        try:
+            part = _one_thread_conv(
+                b, src_md, (k, ic, 1, 1), bias is not None, part_dst, win, attr
             )
-        )
-    except DnnlError:
-        return False
-    if "1x1" not in part.impl or not part.md(Query.dst_md).same(part_dst):
-        return False
+        except DnnlError:
+            return False
+        if "1x1" not in part.impl or not part.md(Query.dst_md).same(part_dst):
+            return False
+        made[k] = part
     xs = b.convert(x_slot, src_md)
-    out = b.produce(ep.result or y, pd.md(Query.dst_md), inplace=sum_slot)
+    result = ep.result or y
+    out = b.produce(result, pd.md(Query.dst_md), inplace=sum_slot)
     full = b.slots[out]
     parts_args = []
-    for i in range(parts):
-        lo, hi = i * k, (i + 1) * k
+    part_slots = []
+    for lo, hi in bounds:
+        part = made[hi - lo]
+        part_dst = part.md(Query.dst_md)
         wk = b.convert(b.const_slot(w.const[lo:hi]), part.md(Query.weights_md))
         args = [(Arg.src, xs), (Arg.weights, wk)]
         if bias is not None:
             assert bias.const is not None
             bk = b.convert(b.const_slot(bias.const[lo:hi]), part.arg_md(Arg.bias))
             args.append((Arg.bias, bk))
-        at = full.offset + i * part_dst.nbytes
-        args.append((Arg.dst, b.new_slot(full.buffer, part_dst, at)))
+        at = full.offset + lo * height * width * 4
+        part_slots.append(b.new_slot(full.buffer, part_dst, at))
+        args.append((Arg.dst, part_slots[-1]))
         parts_args.append((part, args))
     b.add_team(parts_args, node.label)
+    if dw is not None:
+        b.chain_src[result.id] = (len(b.steps) - len(bounds), bounds, part_slots)
+    return True
+
+
+def _one_thread_conv(
+    b: Builder,
+    src: MemoryDesc,
+    w_dims: tuple[int, ...],
+    with_bias: bool,
+    dst: MemoryDesc,
+    win: Window,
+    attr: Attr,
+) -> PrimitiveDesc:
+    """A convolution pd made for one thread (a team member), weights "any"."""
+    bias = MemoryDesc.plain((w_dims[0],)) if with_bias else None
+    return b.one_thread_pd(
+        lambda: conv_pd(src, MemoryDesc.any(w_dims), bias, dst, win.geometry, attr)
+    )
+
+
+def block_bounds(
+    channels: int, parts: int, block: int, *, even: bool
+) -> list[tuple[int, int]] | None:
+    """``parts`` channel ranges of whole blocks covering ``channels``, as equal
+    as blocks allow (exactly equal if ``even``); None where that is impossible."""
+    if channels % block:
+        return None
+    blocks = channels // block
+    if blocks < parts or (even and blocks % parts):
+        return None
+    out, lo = [], 0
+    for i in range(parts):
+        n = blocks // parts + (1 if i < blocks % parts else 0)
+        out.append((lo * block, (lo + n) * block))
+        lo += n
+    return out
+
+
+def chain_target(b: Builder, node: Op, ep: Epilogue) -> Op | None:
+    """The depthwise Conv that alone reads this 1x1 Conv's result, where the
+    two can run as one chain per thread (:func:`chain_dw`); else None."""
+    if b.chain_team < 2 or b.dry or b.conv_tag is None or ep.has_dw:
+        return None
+    result = ep.result or node.out
+    if len(result.users) != 1 or any(h is result for h in b.ir.heads):
+        return None
+    dw = result.users[0]
+    if dw.kind != "Conv" or dw.inputs[0] is not result or len(dw.out.shape) != 4:
+        return None
+    c = result.shape[1]
+    wd = dw.inputs[1]
+    if wd is None or wd.const is None or len(wd.shape) != 4 or wd.shape[:2] != (c, 1):
+        return None
+    if int(dw.attr("group", 1)) != c:
+        return None
+    bias = dw.inputs[2] if len(dw.inputs) > 2 else None
+    if bias is not None and bias.const is None:
+        return None
+    if not all(is_activation(f.kind) for f in dw.fused):
+        return None
+    return dw
+
+
+def chain_dw(b: Builder, node: Op, ep: Epilogue, win: Window) -> bool:
+    """Lower a depthwise Conv as parts that join the split 1x1 Conv before it
+    (:func:`split_parts`): each thread runs its expand part, then the depthwise
+    part on the same channels, so the expanded tensor never leaves its core."""
+    x, tag = node.inputs[0], b.conv_tag
+    info = b.chain_src.pop(x.id, None) if x is not None else None
+    if info is None or x is None or tag is None:
+        return False
+    if not all(i.kind == "eltwise" for i in ep.items):
+        return False
+    first, bounds, src_slots = info
+    if first + len(bounds) != len(b.steps):
+        return False  # a step came in between: the depthwise Conv runs alone
+    w = node.inputs[1]
+    bias = node.inputs[2] if len(node.inputs) > 2 else None
+    assert w is not None and w.const is not None
+    y = node.out
+    result = ep.result or y
+    attr, extra = ep.build(b, y.shape)
+    if extra:
+        return False
+    _, _, oh, ow = y.shape
+    ih, iw = x.shape[2], x.shape[3]
+    kernel = w.shape[2:]
+    made: dict[int, PrimitiveDesc] = {}
+    for lo, hi in bounds:
+        k = hi - lo
+        if k in made:
+            continue
+        src = MemoryDesc.with_tag((1, k, ih, iw), tag)
+        dst = MemoryDesc.with_tag((1, k, oh, ow), tag)
+        try:
+            pd = _one_thread_conv(
+                b, src, (k, 1, 1, *kernel), bias is not None, dst, win, attr
+            )
+        except DnnlError:
+            return False
+        if not good_impl(pd.impl) or not (
+            pd.md(Query.src_md).same(src) and pd.md(Query.dst_md).same(dst)
+        ):
+            return False
+        made[k] = pd
+    out = b.produce(result, MemoryDesc.with_tag(result.shape, tag))
+    full = b.slots[out]
+    steps = []
+    for (lo, hi), src_slot in zip(bounds, src_slots, strict=True):
+        pd = made[hi - lo]
+        wk = b.convert(
+            b.const_slot(w.const[lo:hi], (hi - lo, 1, 1, *kernel)),
+            pd.md(Query.weights_md),
+        )
+        args = [(Arg.src, src_slot), (Arg.weights, wk)]
+        if bias is not None:
+            assert bias.const is not None
+            args.append(
+                (
+                    Arg.bias,
+                    b.convert(b.const_slot(bias.const[lo:hi]), pd.arg_md(Arg.bias)),
+                )
+            )
+        at = full.offset + lo * oh * ow * 4
+        args.append((Arg.dst, b.new_slot(full.buffer, pd.md(Query.dst_md), at)))
+        b.add_step(pd, args, node.label)
+        steps.append(b.steps.pop())
+    team = b.steps[first:]
+    chained = [s for pair in zip(team, steps, strict=True) for s in pair]
+    for s in chained:
+        s.team = 0
+    chained[0].team, chained[0].chain = len(chained), 2
+    b.steps[first:] = chained
     return True
 
 
