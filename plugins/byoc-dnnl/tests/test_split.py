@@ -151,35 +151,40 @@ def test_a_batch_above_one_or_a_strided_1x1_is_not_split() -> None:
         )
 
 
-@needs_loop
-def test_concurrent_runs_of_a_split_program_are_right() -> None:
-    model = block_model(16, 64, 7, residual=True)
-    mod = compile_dnnl(model, conv_layout="blocked", split=True, threads=2)
-    assert 2 in _teams(mod)
+def _concurrent_runs_are_right(
+    mod: byoc.Module, model: onnx.ModelProto, workers: int = 4, runs: int = 30
+) -> None:
+    """``workers`` threads each run ``mod`` ``runs`` times on rotating inputs;
+    every result must match onnxruntime's."""
+    shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     feeds = [
-        {
-            "x": np.random.default_rng(s)
-            .standard_normal((1, 16, 7, 7))
-            .astype(np.float32)
-        }
-        for s in range(4)
+        {"x": np.random.default_rng(s).standard_normal(shape).astype(np.float32)}
+        for s in range(workers)
     ]
     want = [run_ort(model, f)[0] for f in feeds]
     bad: list[str] = []
 
     def worker(k: int) -> None:
-        for i in range(30):
+        for i in range(runs):
             j = (k + i) % len(feeds)
             got = mod.run(feeds[j])["y"]
             if not np.allclose(got, want[j], rtol=1e-4, atol=1e-5):
                 bad.append(f"thread {k} run {i}")
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(workers)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert bad == []
+
+
+@needs_loop
+def test_concurrent_runs_of_a_split_program_are_right() -> None:
+    model = block_model(16, 64, 7, residual=True)
+    mod = compile_dnnl(model, conv_layout="blocked", split=True, threads=2)
+    assert 2 in _teams(mod)
+    _concurrent_runs_are_right(mod, model)
 
 
 @needs_loop
@@ -392,11 +397,17 @@ def test_no_chain_where_it_does_not_apply(
     _check_all(mod, model)
 
 
-@needs_loop
-def test_the_python_loop_runs_a_chained_team_in_order() -> None:
-    model = inverted_residual(16, 96, 14)
+def _chained(c: int, e: int, hw: int) -> tuple[onnx.ModelProto, byoc.Module]:
+    """An inverted-residual block compiled with its 1x1 + depthwise chained."""
+    model = inverted_residual(c, e, hw)
     mod = compile_dnnl(model, conv_layout="blocked", threads=2)
     assert _chains(mod)
+    return model, mod
+
+
+@needs_loop
+def test_the_python_loop_runs_a_chained_team_in_order() -> None:
+    model, mod = _chained(16, 96, 14)
     for ctx in _engine(mod)._program._pool:
         ctx._loop_call = None
     _check_all(mod, model)
@@ -404,32 +415,8 @@ def test_the_python_loop_runs_a_chained_team_in_order() -> None:
 
 @needs_loop
 def test_concurrent_runs_of_a_chained_program_are_right() -> None:
-    model = inverted_residual(24, 144, 14)
-    mod = compile_dnnl(model, conv_layout="blocked", threads=2)
-    assert _chains(mod)
-    feeds = [
-        {
-            "x": np.random.default_rng(s)
-            .standard_normal((1, 24, 14, 14))
-            .astype(np.float32)
-        }
-        for s in range(3)
-    ]
-    want = [run_ort(model, f)[0] for f in feeds]
-    bad: list[str] = []
-
-    def worker(k: int) -> None:
-        for i in range(20):
-            j = (k + i) % len(feeds)
-            if not np.allclose(mod.run(feeds[j])["y"], want[j], rtol=1e-4, atol=1e-5):
-                bad.append(f"thread {k} run {i}")
-
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert bad == []
+    model, mod = _chained(24, 144, 14)
+    _concurrent_runs_are_right(mod, model, workers=3, runs=20)
 
 
 def test_the_chain_option_is_checked() -> None:
