@@ -498,7 +498,9 @@ def chain_dw(b: Builder, node: Op, ep: Epilogue, win: Window) -> bool:
     (:func:`split_parts`): each thread runs its expand part, then the depthwise
     part on the same channels, so the expanded tensor never leaves its core."""
     x, tag = node.inputs[0], b.conv_tag
-    info = b.chain_src.pop(x.id, None) if x is not None else None
+    # Read, not popped: a fused form refused below is retried with the
+    # depthwise Conv alone (lowering._lower_group), which may still chain.
+    info = b.chain_src.get(x.id) if x is not None else None
     if info is None or x is None or tag is None:
         return False
     if not all(i.kind == "eltwise" for i in ep.items):
@@ -563,6 +565,7 @@ def chain_dw(b: Builder, node: Op, ep: Epilogue, win: Window) -> bool:
         s.team = 0
     chained[0].team, chained[0].chain = len(chained), 2
     b.steps[first:] = chained
+    del b.chain_src[x.id]
     return True
 
 
