@@ -88,12 +88,14 @@ _OPTIONS = frozenset(
     }
 )
 _ENGINE_FORMAT = 2
-_TUNER = 3
+_TUNER = 4
 """How decisions are made, in the decision cache's key, so entries made before
 are timed again: 2 settles close picks in context (:func:`byoc_dnnl.tune.settle`);
 3 compares the two layouts by their per-round ratio, timing close calls longer
 (:func:`byoc_dnnl.layout.time_candidates`: the older timing picked ResNet-50's
-slower layout in some inits, and a cached pick would keep it)."""
+slower layout in some inits, and a cached pick would keep it); 4 keeps the
+native layout unless the blocked one is more than 1 % faster
+(:func:`byoc_dnnl.layout.pick`)."""
 _TRIALS: OrderedDict[Any, byoc.Support] = OrderedDict()
 _TRIALS_MAX = 4096
 
@@ -269,7 +271,7 @@ class DnnlBackend(byoc.Backend):
                     "blocked": lambda: blocked.run(feeds),
                 }
             )
-            pick = min(ms, key=lambda k: ms[k])
+            pick = layout.pick(ms)
             self._program, t = (native, tn) if pick == "native" else (blocked, tb)
             del native, blocked  # the loser's packed weights go now
             choice = layout.Choice(pick, "timed at init", ms)

@@ -68,12 +68,29 @@ def test_every_layout_computes_the_same(option: str) -> None:
     if option == "auto":
         assert choice.reason == "timed at init"
         assert set(choice.timings_ms) == {"native", "blocked"}
-        assert choice.layout == min(choice.timings_ms, key=choice.timings_ms.get)
+        assert choice.layout == layout.pick(choice.timings_ms)
     else:
         assert choice.layout == option
     if choice.layout == "blocked":
         convs = [s for s in engine_steps(mod) if s[0].startswith("Conv")]
         assert convs and all(impl.startswith("jit") for _, impl, _ in convs), convs
+
+
+@pytest.mark.parametrize(
+    ("native", "blocked", "want"),
+    [
+        (10.0, 9.0, "blocked"),  # 11 % faster
+        (10.0, 9.8, "blocked"),  # 2 %
+        (10.0, 9.95, "native"),  # 0.5 %: a close call keeps channels-last
+        (10.0, 10.5, "native"),
+        (9.0, 10.0, "native"),
+    ],
+)
+def test_pick_keeps_native_unless_blocked_clearly_wins(
+    native: float, blocked: float, want: str
+) -> None:
+    assert layout.pick({"native": native, "blocked": blocked}) == want
+    assert layout.pick({"blocked": blocked, "native": native}) == want
 
 
 def test_small_subgraphs_are_not_timed() -> None:
