@@ -202,14 +202,16 @@ def pick(ms: dict[str, float]) -> str:
     fastest, except that the blocked program must beat the native one by more
     than ``NATIVE_MARGIN``.
 
-    Why: a close call is a coin toss on a shared machine, and the two sides of
-    the toss are not equal. In 13 bench runs on the Zen 4 (2026-12-02),
-    ResNet-50's init chose blocked 4 times, each on timings within 0.7 %, and
-    those runs came out at 0.966 - 0.982 of onnxruntime's time against 0.924
-    - 0.964 for the 9 channels-last picks; six repeated timings of both
-    programs in one process put blocked at 1.004 - 1.093x native. Where
-    blocked really wins (MobileNetV2: 1.9 - 11.6 % faster at init in the 8
-    of those runs that recorded it), it wins by more than the margin.
+    Why: a close call is a coin toss on a shared machine, and here the two
+    sides are not equal. In 13 bench runs on the Zen 4 (2026-12-02),
+    ResNet-50's init picked blocked 4 times, each on timings within 0.7 %,
+    while every comparison in one process had channels-last ahead: six
+    repeated timings as init does them put blocked at 1.004 - 1.093x native,
+    a 30-round A/B with gaps at 1.039x. Near ties came when the machine was
+    slow (ResNet-50 timed at 71 - 73 ms instead of 38 - 46), where both are
+    held back alike. Where blocked really wins (MobileNetV2 with chains:
+    1.1 - 7.2 % faster in all 8 inits recorded), it wins by more than the
+    margin.
     """
     best = min(ms, key=lambda k: ms[k])
     if best == "blocked" and "native" in ms:
