@@ -476,12 +476,9 @@ def _team(options: Mapping[str, Any], threads: int | None) -> int:
     split = options.get("split", "auto")
     if not isinstance(split, bool) and split != "auto":
         raise ValueError(f"dnnl option split={split!r}; use 'auto', True or False")
-    n = threads if threads is not None else _lib.lib().default_threads
-    if not split or n < 2 or runloop.loop() is None:
+    if not split or (split == "auto" and layout.blocked_tag() != FormatTag.nChw8c):
         return 1
-    if split == "auto" and layout.blocked_tag() != FormatTag.nChw8c:
-        return 1
-    return n
+    return _team_threads(threads)
 
 
 def _chain_team(options: Mapping[str, Any], threads: int | None) -> int:
@@ -499,10 +496,14 @@ def _chain_team(options: Mapping[str, Any], threads: int | None) -> int:
     chain = options.get("chain", True)
     if not isinstance(chain, bool):
         raise ValueError(f"dnnl option chain={chain!r}; use True or False")
+    return _team_threads(threads) if chain else 1
+
+
+def _team_threads(threads: int | None) -> int:
+    """The members a team may have: the engine's threads, or 1 (no teams)
+    with one thread or without the compiled run loop that starts teams."""
     n = threads if threads is not None else _lib.lib().default_threads
-    if not chain or n < 2 or runloop.loop() is None:
-        return 1
-    return n
+    return n if n >= 2 and runloop.loop() is not None else 1
 
 
 def _max_shapes(options: Mapping[str, Any]) -> int:

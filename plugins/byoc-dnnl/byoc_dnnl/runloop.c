@@ -3,9 +3,10 @@
  * Why C: a team of primitives that run side by side, one OpenMP thread each
  * (a 1x1 convolution split by output channels; or a chain per thread: its
  * part of a 1x1 convolution, then the depthwise part that reads it), must be
- * started from an OpenMP region; a region whose body is a Python callback pays about 100 us
- * of GIL hand-offs, more than the split saves. Every other step is one
- * dnnl_primitive_execute call, as in the Python loop, minus the interpreter.
+ * started from an OpenMP region; a region whose body is a Python callback
+ * pays about 100 us of GIL hand-offs, more than the split saves. Every other
+ * step is one dnnl_primitive_execute call, as in the Python loop, minus the
+ * interpreter.
  *
  * oneDNN is reached only through the two function pointers passed in, so this
  * file needs no oneDNN headers and links nothing but libgomp (the copy libdnnl
