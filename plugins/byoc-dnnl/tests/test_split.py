@@ -73,12 +73,12 @@ def _teams(mod: byoc.Module) -> list[int]:
 
 
 def _check(mod: byoc.Module, model: onnx.ModelProto, seed: int = 0) -> None:
-    x = np.random.default_rng(seed).standard_normal(
-        [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
-    )
-    feeds = {"x": x.astype(np.float32)}
-    want = run_ort(model, feeds)[0]
-    np.testing.assert_allclose(mod.run(feeds)["y"], want, rtol=1e-4, atol=1e-5)
+    """Every output of ``mod`` matches onnxruntime's on a seeded input."""
+    shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+    got = mod.run({"x": x})
+    for head, want in zip(model.graph.output, run_ort(model, {"x": x}), strict=True):
+        np.testing.assert_allclose(got[head.name], want, rtol=1e-4, atol=1e-5)
 
 
 @needs_loop
@@ -342,14 +342,6 @@ def _chains(mod: byoc.Module) -> list[tuple[int, int, list[str]]]:
     ]
 
 
-def _check_all(mod: byoc.Module, model: onnx.ModelProto) -> None:
-    shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
-    feeds = {"x": R.standard_normal(shape).astype(np.float32)}
-    got = mod.run(feeds)
-    for head, want in zip(model.graph.output, run_ort(model, feeds), strict=True):
-        np.testing.assert_allclose(got[head.name], want, rtol=1e-4, atol=1e-5)
-
-
 @needs_loop
 @pytest.mark.parametrize(
     ("c", "e", "hw", "stride", "kernel", "threads"),
@@ -369,12 +361,12 @@ def test_a_chained_block_matches_onnxruntime(
     ((team, chain, labels),) = _chains(mod)
     assert (team, chain) == (2 * threads, 2)
     assert labels == ["Conv_0", "Conv_2"] * threads  # expand part, then its dw part
-    _check_all(mod, model)
+    _check(mod, model)
     plain = compile_dnnl(
         model, conv_layout="blocked", threads=threads, chain=False, split=False
     )
     assert _chains(plain) == [] and set(_teams(plain)) == {1}
-    _check_all(plain, model)
+    _check(plain, model)
 
 
 @needs_loop
@@ -394,7 +386,7 @@ def test_no_chain_where_it_does_not_apply(
 ) -> None:
     mod = compile_dnnl(model, **{"conv_layout": "blocked", "threads": 2, **options})
     assert _chains(mod) == [], why
-    _check_all(mod, model)
+    _check(mod, model)
 
 
 def _chained(c: int, e: int, hw: int) -> tuple[onnx.ModelProto, byoc.Module]:
@@ -410,7 +402,7 @@ def test_the_python_loop_runs_a_chained_team_in_order() -> None:
     model, mod = _chained(16, 96, 14)
     for ctx in _engine(mod)._program._pool:
         ctx._loop_call = None
-    _check_all(mod, model)
+    _check(mod, model)
 
 
 @needs_loop
