@@ -88,7 +88,7 @@ _OPTIONS = frozenset(
     }
 )
 _ENGINE_FORMAT = 2
-_TUNER = 4
+_TUNER = 5
 """How decisions are made, in the decision cache's key, so entries made before
 are timed again: 2 settles close picks in context (:func:`byoc_dnnl.tune.settle`);
 3 compares the two layouts by their per-round ratio, timing close calls longer

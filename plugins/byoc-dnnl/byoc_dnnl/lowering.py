@@ -529,11 +529,12 @@ class Builder:
         arg_ids: Sequence[int],
         detail: object = None,
         accept: Callable[[str], bool] = not_ref,
+        cold: bool = False,
     ) -> PrimitiveDesc:
         """``pd`` or a faster implementation of its problem (:mod:`byoc_dnnl.tune`)."""
         if self.tuner is None or self.dry:
             return pd
-        return self.tuner.pick(pd, remake, arg_ids, detail, accept)
+        return self.tuner.pick(pd, remake, arg_ids, detail, accept, cold)
 
     def hint(self, v: Value) -> MemoryDesc | None:
         """The plain layout downstream kernels want for ``v`` (see plan_layouts)."""

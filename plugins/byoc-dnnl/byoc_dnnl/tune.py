@@ -10,7 +10,8 @@ the brgemm 1x1 and brdgmm depthwise convolutions first, yet the jit 1x1 and
 jit depthwise kernels listed after them are faster on most of ResNet-50's
 and MobileNetV2's layers; with the timed picks both models ran 1-10 %
 faster channels-last (see the dnnl README). So ``init`` times the
-candidates on written zero buffers, in alternating rounds, and keeps
+candidates on written zero buffers (Linear layers with few rows on weights
+out of cache, see :func:`_runner`), in alternating rounds, and keeps
 oneDNN's pick unless another is clearly faster among all candidates and
 faster again head to head with oneDNN's pick.
 
@@ -56,6 +57,9 @@ CLOSE = 1.15
 """A runner-up within this factor of the winner's time is tried in context."""
 SETTLE_ROUNDS = 4
 """Runs of each program, alternating, when :func:`settle` times in context."""
+COLD_BYTES = 64 << 20
+"""The buffer cold timing cuts weight copies from: twice a 32 MB L3."""
+COLD_COPIES = 16
 
 
 def not_ref(impl: str) -> bool:
@@ -99,11 +103,18 @@ def touched_zeros(nbytes: int) -> np.ndarray:
     return buf
 
 
-def _runner(pd: PrimitiveDesc, arg_ids: Iterable[int]) -> Callable[[], None]:
-    """One execution of ``pd``'s primitive on zero buffers (what timing needs)."""
+def _runner(
+    pd: PrimitiveDesc, arg_ids: Iterable[int], cold: np.ndarray | None = None
+) -> Callable[[], None]:
+    """One execution of ``pd``'s primitive on zero buffers (what timing needs).
+
+    ``cold`` (a zero buffer the candidates of one problem share): each
+    execution reads the next of the copies of the weights cut from it, so
+    they come from memory as in the model rather than from cache.
+    """
     lib = _lib.lib()
     keep: list[object] = []
-    pairs = []
+    pairs: list[tuple[int, Memory]] = []
     mds = []
     for arg in arg_ids:
         try:
@@ -113,20 +124,35 @@ def _runner(pd: PrimitiveDesc, arg_ids: Iterable[int]) -> Callable[[], None]:
         mds.append((arg, md))
     if pd.scratchpad_bytes:
         mds.append((Arg.scratchpad, pd.scratchpad_md()))
+    copies: list[Memory] = []
     for arg, md in mds:
         if md.nbytes == 0:
             continue
-        buf = touched_zeros(md.nbytes)
-        mem = Memory(md, buf.ctypes.data)
-        keep += [buf, mem]
-        pairs.append((arg, mem.h))
+        if cold is not None and arg == Arg.weights and md.nbytes <= cold.nbytes:
+            step = -(-md.nbytes // 64) * 64
+            count = min(COLD_COPIES, cold.nbytes // step)
+            base = cold.ctypes.data
+            copies = [Memory(md, base + i * step) for i in range(count)]
+            mem = copies[0]
+        else:
+            buf = touched_zeros(md.nbytes)
+            mem = Memory(md, buf.ctypes.data)
+            keep.append(buf)
+        keep.append(mem)
+        pairs.append((arg, mem))
+    arg_sets = [
+        exec_args([(a, (w if a == Arg.weights else m).h) for a, m in pairs])
+        for w in copies
+    ] or [exec_args([(a, m.h) for a, m in pairs])]
     prim = pd.create()
     stream = Stream()
-    args = exec_args(pairs)
     n = len(pairs)
-    keep += [prim, stream]
+    keep += [prim, stream, arg_sets, copies, cold]
+    turn = [0]
 
     def run() -> None:
+        args = arg_sets[turn[0]]
+        turn[0] = (turn[0] + 1) % len(arg_sets)
         lib.primitive_execute(prim.h, stream.h, n, args)
         lib.stream_wait(stream.h)
 
@@ -190,18 +216,21 @@ class Tuner:
         arg_ids: Sequence[int],
         detail: object = None,
         accept: Callable[[str], bool] = not_ref,
+        cold: bool = False,
     ) -> PrimitiveDesc:
         """The implementation of ``pd``'s problem to build.
 
         ``remake`` creates the pd again on ``pd``'s own source and destination
         layouts (so every candidate reads and writes them), ``arg_ids`` are the
         execution arguments besides the scratchpad, ``detail`` whatever the
-        descs do not show (a convolution's geometry), ``accept`` filters names.
+        descs do not show (a convolution's geometry), ``accept`` filters names,
+        ``cold`` times the candidates with their weights out of cache (see
+        :func:`_runner`; for products that stream their weights).
         The returned pd carries the problem's key (``tune_key``), so its step
         can be timed in context by :func:`settle`.
         """
         key = problem_key(pd, arg_ids, detail)
-        out = self._pick(key, pd, remake, arg_ids, accept)
+        out = self._pick(key, pd, remake, arg_ids, accept, cold)
         out.tune_key = key
         return out
 
@@ -212,6 +241,7 @@ class Tuner:
         remake: Callable[[], PrimitiveDesc],
         arg_ids: Sequence[int],
         accept: Callable[[str], bool],
+        cold: bool,
     ) -> PrimitiveDesc:
         name = self.decisions.get(key)
         if self.replay and name in (None, pd.impl):
@@ -222,7 +252,8 @@ class Tuner:
         if len(found) < 2:
             return pd
         first = next(iter(found))
-        runs = {n: _runner(p, arg_ids) for n, p in found.items()}
+        region = touched_zeros(COLD_BYTES) if cold else None
+        runs = {n: _runner(p, arg_ids, region) for n, p in found.items()}
         # Looked up per call, so a test can patch the module's time_runs.
         secs = time_runs(runs)
         best = min(secs, key=lambda n: secs[n])

@@ -10,8 +10,8 @@ import pytest
 from onnx import helper
 
 import byoc
-from byoc_dnnl import tune
-from byoc_dnnl._lib import DnnlError, Query
+from byoc_dnnl import _lib, tune
+from byoc_dnnl._lib import Arg, DnnlError, Query
 from byoc_dnnl.handles import MemoryDesc, conv_pd
 from byoc_dnnl.program import Program
 
@@ -375,3 +375,61 @@ def test_a_bad_tune_option_is_a_clear_error() -> None:
     )
     with pytest.raises(byoc.ByocError, match="tune='yes'; use True or False"):
         mod.run({"x": np.ones((2, 3), np.float32)})
+
+
+def test_a_cold_runner_reads_another_copy_of_the_weights_each_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pd, _ = _channels_last_1x1()
+    lib = _lib.lib()
+    seen: list[dict[int, int]] = []
+    real = lib.primitive_execute
+
+    def record(prim: Any, stream: Any, n: int, args: Any) -> None:
+        seen.append({args[i].arg: args[i].memory for i in range(n)})
+        real(prim, stream, n, args)
+
+    monkeypatch.setattr(lib, "primitive_execute", record)
+    ids = [Arg.src, Arg.weights, Arg.dst]
+    region = tune.touched_zeros(5 * pd.md(Query.weights_md).nbytes)
+    cold = tune._runner(pd, ids, region)
+    for _ in range(10):
+        cold()
+    weights = [args[Arg.weights] for args in seen]
+    assert len(set(weights)) == 5 and weights[:5] == weights[5:]  # five in turn
+    hot = tune._runner(pd, ids)
+    for _ in range(3):
+        hot()
+    for runs in (seen[:10], seen[10:]):
+        (src,) = {args[Arg.src] for args in runs}
+        (dst,) = {args[Arg.dst] for args in runs}
+        assert src != dst and not {args[Arg.weights] for args in runs} & {src, dst}
+    assert len({args[Arg.weights] for args in seen[10:]}) == 1
+
+
+def test_a_linear_layer_with_few_rows_is_timed_with_cold_weights(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    flags: list[tuple[str, bool]] = []
+    real = tune._runner
+
+    def runner(pd: Any, ids: Any, cold: Any = None) -> Callable[[], None]:
+        flags.append((pd.kind, cold is not None))
+        return real(pd, ids, cold)
+
+    monkeypatch.setattr(tune, "_runner", runner)
+    model = graph_model(
+        [
+            helper.make_node("Conv", ["x", "c"], ["h"]),
+            helper.make_node("Flatten", ["h"], ["f"]),
+            helper.make_node("Gemm", ["f", "w", "b"], ["y"], transB=1),
+        ],
+        {"x": (1, 64, 1, 1)},
+        ["y"],
+        {"c": _w(64, 64, 1, 1), "w": _w(512, 64), "b": _w(512)},
+    )
+    mod = check_model(model, options=_NATIVE)
+    if not any(kind == "inner_product" for kind, _ in flags):
+        pytest.skip(f"no inner-product choice to time here: {_impls(mod)}")
+    assert {kind for kind, cold in flags if cold} == {"inner_product"}, flags
+    assert any(kind == "convolution" and not cold for kind, cold in flags), flags

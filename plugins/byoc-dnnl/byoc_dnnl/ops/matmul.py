@@ -250,8 +250,14 @@ def _inner_product(
     if not pd.impl.startswith("brgemm"):
         return False
     src_md, dst_md = pd.md(Query.src_md), pd.md(Query.dst_md)
+    # With few rows the product streams its weights, which in the model come
+    # from memory: timed on hot weights the kernels rank otherwise (1 x 1280
+    # by 1280 x 1000: 48 - 61 us hot, 134 - 244 us cold; see the README).
     pd = b.tuned(
-        pd, lambda: make(src_md, dst_md), arg_ids(bias_slot is not None, extra)
+        pd,
+        lambda: make(src_md, dst_md),
+        arg_ids(bias_slot is not None, extra),
+        cold=True,
     )
     # Inner product wants (N, K) weights: a transposed view, packed once below.
     w_nk = b.new_slot(b.slots[w_slot].buffer, MemoryDesc.strided((n, k), (sn, sk)))
