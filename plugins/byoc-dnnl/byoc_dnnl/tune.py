@@ -60,6 +60,7 @@ SETTLE_ROUNDS = 4
 COLD_BYTES = 64 << 20
 """The buffer cold timing cuts weight copies from: twice a 32 MB L3."""
 COLD_COPIES = 16
+"""At most this many copies: the buffer is cut to that many of the largest packing."""
 
 
 def not_ref(impl: str) -> bool:
@@ -103,6 +104,11 @@ def touched_zeros(nbytes: int) -> np.ndarray:
     return buf
 
 
+def _aligned(nbytes: int) -> int:
+    """``nbytes`` rounded up to whole 64-byte cache lines."""
+    return -(-nbytes // 64) * 64
+
+
 def _runner(
     pd: PrimitiveDesc, arg_ids: Iterable[int], cold: np.ndarray | None = None
 ) -> Callable[[], None]:
@@ -129,7 +135,7 @@ def _runner(
         if md.nbytes == 0:
             continue
         if cold is not None and arg == Arg.weights and md.nbytes <= cold.nbytes:
-            step = -(-md.nbytes // 64) * 64
+            step = _aligned(md.nbytes)
             count = min(COLD_COPIES, cold.nbytes // step)
             base = cold.ctypes.data
             copies = [Memory(md, base + i * step) for i in range(count)]
@@ -252,7 +258,10 @@ class Tuner:
         if len(found) < 2:
             return pd
         first = next(iter(found))
-        region = touched_zeros(COLD_BYTES) if cold else None
+        region = None
+        if cold:  # enough for COLD_COPIES of the largest packing, at most COLD_BYTES
+            most = max(_aligned(p.md(Query.weights_md).nbytes) for p in found.values())
+            region = touched_zeros(min(COLD_BYTES, COLD_COPIES * most))
         runs = {n: _runner(p, arg_ids, region) for n, p in found.items()}
         # Looked up per call, so a test can patch the module's time_runs.
         secs = time_runs(runs)

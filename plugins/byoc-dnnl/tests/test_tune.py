@@ -411,10 +411,13 @@ def test_a_linear_layer_with_few_rows_is_timed_with_cold_weights(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     flags: list[tuple[str, bool]] = []
+    sizes: list[tuple[int, int]] = []  # (weights bytes, cold buffer bytes)
     real = tune._runner
 
     def runner(pd: Any, ids: Any, cold: Any = None) -> Callable[[], None]:
         flags.append((pd.kind, cold is not None))
+        if cold is not None:
+            sizes.append((pd.md(Query.weights_md).nbytes, cold.nbytes))
         return real(pd, ids, cold)
 
     monkeypatch.setattr(tune, "_runner", runner)
@@ -432,4 +435,7 @@ def test_a_linear_layer_with_few_rows_is_timed_with_cold_weights(
     if not any(kind == "inner_product" for kind, _ in flags):
         pytest.skip(f"no inner-product choice to time here: {_impls(mod)}")
     assert {kind for kind, cold in flags if cold} == {"inner_product"}, flags
+    # One buffer for the candidates: 16 copies of the largest packing (128 KB).
+    (region,) = {cold for _, cold in sizes}
+    assert region == tune.COLD_COPIES * max(w for w, _ in sizes) < tune.COLD_BYTES
     assert any(kind == "convolution" and not cold for kind, cold in flags), flags
