@@ -95,7 +95,8 @@ are timed again: 2 settles close picks in context (:func:`byoc_dnnl.tune.settle`
 (:func:`byoc_dnnl.layout.time_candidates`: the older timing picked ResNet-50's
 slower layout in some inits, and a cached pick would keep it); 4 keeps the
 native layout unless the blocked one is more than 1 % faster
-(:func:`byoc_dnnl.layout.pick`)."""
+(:func:`byoc_dnnl.layout.pick`); 5 times Linear layers with few rows on weights
+out of cache (:func:`byoc_dnnl.tune._runner`)."""
 _TRIALS: OrderedDict[Any, byoc.Support] = OrderedDict()
 _TRIALS_MAX = 4096
 
