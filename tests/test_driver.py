@@ -337,3 +337,62 @@ def test_plan_metadata_travels_in_the_artifact(empty_registry, mlp_model, tmp_pa
     assert loaded.get_function("planning_0").engine().meta["kernels"] == 7
     with pytest.raises(byoc.BackendError, match="planned non-plain data"):
         byoc.compile(mlp_model, backends=["badplan"], quiet=True)
+
+
+def _relu_add(outputs: list[str], unused_input: bool = False):
+    """y = relu(x + w), z = x + w: one subgraph on the fake backend."""
+    inputs = [("x", [2]), ("w", [2])] + ([("u", [3])] if unused_input else [])
+    return make_model(
+        [
+            helper.make_node("Add", ["x", "w"], ["z"]),
+            helper.make_node("Relu", ["z"], ["y"]),
+        ],
+        inputs,
+        [(name, [2]) for name in outputs],
+    )
+
+
+@pytest.mark.parametrize("outputs", [["y", "z"], ["z", "y"], ["y"], ["z", "y", "z"]])
+@pytest.mark.parametrize("unused_input", [False, True])
+def test_a_one_call_model_runs_directly(registry, outputs, unused_input):
+    mod = byoc.compile(_relu_add(outputs, unused_input), backends=["fake"], quiet=True)
+    assert mod._direct is not None  # one call on the inputs: no plan walk
+    assert (mod._direct.feed is None) is not unused_input
+    x, w = np.array([-3, 1], np.float32), np.array([1, 1], np.float32)
+    feeds = {"x": x, "w": w} | ({"u": np.zeros(3, np.float32)} if unused_input else {})
+    out = mod.run(feeds)
+    assert list(out) == list(dict.fromkeys(outputs))
+    np.testing.assert_array_equal(out["z"] if "z" in out else x + w, x + w)
+    np.testing.assert_array_equal(out["y"], np.maximum(x + w, 0))
+
+
+def test_models_that_are_not_one_call_walk_the_plan(registry):
+    # An output that is an input, and one that is a constant: not the call's.
+    passthrough = make_model(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        [("x", [2])],
+        [("y", [2]), ("x", [2])],
+    )
+    const = make_model(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        [("x", [2])],
+        [("y", [2]), ("c", [2])],
+        {"c": np.array([1, 2], np.float32)},
+    )
+    two_calls = make_model(  # accel runs Relu, fake runs Neg: two subgraphs
+        [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Neg", ["r"], ["y"])],
+        [("x", [2])],
+        [("y", [2])],
+    )
+    x = np.array([-1, 2], np.float32)
+    for model, want in (
+        (passthrough, {"y": [0, 2], "x": [-1, 2]}),
+        (const, {"y": [0, 2], "c": [1, 2]}),
+        (two_calls, {"y": [0, -2]}),
+    ):
+        mod = byoc.compile(model, backends=["accel", "fake"], quiet=True)
+        assert mod._direct is None
+        out = mod.run({"x": x})
+        assert list(out) == list(want)
+        for name, value in want.items():
+            np.testing.assert_array_equal(out[name], value)

@@ -59,6 +59,17 @@ class _Step:
     free: tuple[int, ...] = ()  # slots whose last reader is this step
 
 
+@dataclass(frozen=True)
+class _Direct:
+    """A plan that is one subgraph call on the model's inputs, returning heads
+    it computed: run calls it without walking the plan (see :func:`_direct`)."""
+
+    symbol: str
+    feed: tuple[tuple[str, str], ...] | None  # (subgraph name, model name); None: same
+    picks: tuple[tuple[str, int], ...]  # (output name, index into the call's outputs)
+    names: tuple[str, ...] | None  # the output names when picks are 0, 1, ... in order
+
+
 class SubgraphFunction:
     """A subgraph's callable (GetFunction): builds the engine on first call."""
 
@@ -145,6 +156,7 @@ class Module:
         self._borrowed = {
             host.entry_id(h) for h in host.heads if host.nodes[h.node_id].op == "const"
         }
+        self._direct = _direct(self._plan, self._heads, self._input_names)
 
     # -- introspection -------------------------------------------------------
 
@@ -245,6 +257,19 @@ class Module:
     def run(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Run the model: input name -> array, returns output name -> array."""
         arrays, dims = self._check_inputs(inputs)
+        direct = self._direct
+        if direct is not None:
+            # The common whole-model case, kept short: after a model's run the
+            # interpreter's code and data are out of cache, and every statement
+            # here cost microseconds (MobileNetV2: 170 us of Python per run).
+            fn = self._engines.get(direct.symbol) or self._engine(direct.symbol)
+            feed = direct.feed
+            outs = fn.checked_run(
+                arrays if feed is None else {s: arrays[n] for s, n in feed}
+            )
+            if direct.names is not None:
+                return dict(zip(direct.names, outs, strict=True))
+            return {name: outs[i] for name, i in direct.picks}
         values: list[Any] = [None] * self._nslots
         for step in self._plan:
             kind = step.kind
@@ -442,6 +467,37 @@ def _bind(t: TensorInfo, shape: tuple[int, ...], dims: dict[str, int]) -> None:
                     input=t.name,
                     dim=want,
                 )
+
+
+def _direct(
+    plan: tuple[_Step, ...],
+    heads: tuple[tuple[str, int], ...],
+    input_names: frozenset[str],
+) -> _Direct | None:
+    """The plan as one call, when it is: input steps, then a single subgraph
+    call reading only model inputs, and every head one of that call's outputs."""
+    calls = [s for s in plan if s.kind == "call"]
+    if len(calls) != 1 or any(s.kind not in ("input", "call") for s in plan):
+        return None
+    call = calls[0]
+    model_name = {s.outs[0]: s.payload for s in plan if s.kind == "input"}
+    if not all(slot in model_name for slot in call.ins):
+        return None
+    if not all(slot in call.outs for _, slot in heads):
+        return None
+    symbol, names = call.payload
+    feed = tuple(
+        (sub, model_name[slot]) for sub, slot in zip(names, call.ins, strict=True)
+    )
+    same = all(sub == model for sub, model in feed) and set(names) == input_names
+    picks = tuple((name, call.outs.index(slot)) for name, slot in heads)
+    in_order = [i for _, i in picks] == list(range(len(call.outs)))
+    return _Direct(
+        symbol,
+        None if same else feed,
+        picks,
+        tuple(name for name, _ in picks) if in_order else None,
+    )
 
 
 def _plan(

@@ -182,8 +182,24 @@ class Program:
         return [(s.label, s.impl, s.post_ops) for s in self.steps]
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        """One inference; returns fresh arrays the caller owns."""
-        return self._on_context(_Context.run, inputs)
+        """One inference; returns fresh arrays the caller owns.
+
+        :meth:`_on_context` inlined: a run starts with the interpreter out of
+        cache, where every Python call on the way costs microseconds.
+        """
+        self.lib.omp_set_num_threads(self.threads)
+        if self._lock is not None:
+            with self._lock:
+                return self._pool[0].run(inputs)
+        pool = self._pool
+        try:
+            ctx = pool.pop()
+        except IndexError:
+            ctx = _Context(self)
+        try:
+            return ctx.run(inputs)
+        finally:
+            pool.append(ctx)
 
     def step_seconds(self, inputs: Mapping[str, np.ndarray]) -> list[float]:
         """Seconds each step took in one run on ``inputs``, in :attr:`steps` order.
@@ -272,13 +288,18 @@ class _Context:
         self.names = prog.input_names
         self.out_shapes = prog.out_shapes
         self._loop_call: Callable[[int, int], int] | None = None
+        self._whole: tuple[Callable[..., int], tuple[Any, ...]] | None = None
         if prog.loop is not None:
             self._loop_call = self._compiled(prog.loop, prog.steps)
 
     def _compiled(
         self, loop: runloop.RunLoop, steps: Sequence[Any]
     ) -> Callable[[int, int], int]:
-        """``call(first, n)``: steps [first, first + n) through the C loop."""
+        """``call(first, n)``: steps [first, first + n) through the C loop.
+
+        Also sets ``_whole``: the loop and its arguments for all steps, which
+        :meth:`run` calls without this closure.
+        """
         table = (runloop.CStep * len(self.calls))()
         for row, (prim, n, args), step in zip(table, self.calls, steps, strict=True):
             row.prim, row.nargs, row.team = prim, n.value, max(1, step.team)
@@ -288,12 +309,24 @@ class _Context:
         self._table, self._stream_table = table, streams  # alive with the context
         fn, execute, wait = loop.bd_run, loop.execute, loop.wait
         labels = self.labels
-        failed = ctypes.c_int(-1)
+        self._failed = failed = ctypes.c_int(-1)
         failed_ref = ctypes.byref(failed)
         base, size, n_streams = (
             ctypes.addressof(table),
             ctypes.sizeof(runloop.CStep),
             len(self.streams),
+        )
+        self._whole = (
+            fn,
+            (
+                execute,
+                wait,
+                streams,
+                n_streams,
+                ctypes.c_void_p(base),
+                len(self.calls),
+                failed_ref,
+            ),
         )
 
         def call(first: int, n: int) -> int:
@@ -310,8 +343,11 @@ class _Context:
         # The calls return their status unchecked (see Library.unchecked): a
         # non-zero one goes through check, which raises.
         arrays, outs = self._bind(inputs)
-        if self._loop_call is not None:
-            self._loop_call(0, len(self.calls))
+        if self._loop_call is not None and self._whole is not None:
+            fn, args = self._whole  # one C call, no helper on the way
+            status = fn(*args)
+            if status:
+                _raise(status, self._failed.value, self.labels)
             return outs
         execute = self._execute
         stream = self.stream.h
@@ -353,19 +389,26 @@ class _Context:
     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Point the I/O memory objects at ``inputs`` and fresh output arrays;
         the returned arrays must stay alive until the run ends."""
-        arrays = []
+        arrays, ptrs = [], []
         for name in self.names:
             a = inputs[name]
-            if a.dtype is not _F32 or not a.flags.c_contiguous:
-                a = np.ascontiguousarray(a, dtype=np.float32)
+            if a.dtype is not _F32:
+                a = a.astype(_F32)
+            try:  # the export succeeds only for a writable C-contiguous array
+                ptr = _addressof(_char_at(a))  # type: ignore[arg-type]
+            except (TypeError, ValueError, BufferError):
+                a = np.ascontiguousarray(a)
+                ptr = a.ctypes.data
             arrays.append(a)  # keeps converted copies alive until the run ends
-        ptrs = [data_address(a) for a in arrays]
+            ptrs.append(ptr)
         set_handle = self._set_handle
         for mem, i, at in self.in_bind:
             status = set_handle(mem, ptrs[i] + at)
             if status:
                 check(status, set_handle, ())
-        outs = [np.empty(shape, _F32) for shape in self.out_shapes]
+        outs = []
+        for shape in self.out_shapes:
+            outs.append(np.empty(shape, _F32))
         for mem, k, at in self.out_bind:
             status = set_handle(mem, data_address(outs[k]) + at)
             if status:

@@ -515,14 +515,23 @@ def test_outputs_are_fresh_and_inputs_untouched() -> None:
     np.testing.assert_array_equal(second["y"], np.maximum(-x, 0))
 
 
-def test_non_contiguous_and_readonly_inputs() -> None:
+@pytest.mark.parametrize(
+    "kind", ["transposed read-only", "transposed", "read-only", "offset view"]
+)
+def test_non_contiguous_and_readonly_inputs(kind: str) -> None:
+    # The run binds a writable C-contiguous input in place and copies others.
     model = graph_model(
         [helper.make_node("Sigmoid", ["x"], ["y"])], {"x": (4, 3)}, ["y"]
     )
     mod = byoc.compile(model, backends=["dnnl"], quiet=True)
-    base = R.standard_normal((3, 4)).astype(np.float32)
-    x = base.T  # a non-contiguous view
-    x.flags.writeable = False
+    base = R.standard_normal((5, 5)).astype(np.float32)
+    x = base[1:4, 1:].T  # (4, 3), a non-contiguous view
+    if kind == "read-only":
+        x = np.ascontiguousarray(x)
+    if kind == "offset view":
+        x = base.reshape(-1)[3:15].reshape(4, 3)  # contiguous, not at the buffer start
+    if kind.endswith("read-only"):
+        x.flags.writeable = False
     np.testing.assert_allclose(mod.run({"x": x})["y"], 1 / (1 + np.exp(-x)), rtol=1e-6)
 
 
