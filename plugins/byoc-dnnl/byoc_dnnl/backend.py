@@ -88,7 +88,7 @@ _OPTIONS = frozenset(
     }
 )
 _ENGINE_FORMAT = 2
-_TUNER = 5
+_TUNER = 6
 """How decisions are made, in the decision cache's key, so entries made before
 are timed again: 2 settles close picks in context (:func:`byoc_dnnl.tune.settle`);
 3 compares the two layouts by their per-round ratio, timing close calls longer
@@ -96,7 +96,8 @@ are timed again: 2 settles close picks in context (:func:`byoc_dnnl.tune.settle`
 slower layout in some inits, and a cached pick would keep it); 4 keeps the
 native layout unless the blocked one is more than 1 % faster
 (:func:`byoc_dnnl.layout.pick`); 5 times Linear layers with few rows on weights
-out of cache (:func:`byoc_dnnl.tune._runner`)."""
+out of cache (:func:`byoc_dnnl.tune._runner`); 6 takes an older ISA's kernel
+only when it is clearly faster (:func:`byoc_dnnl.tune.fastest`)."""
 _TRIALS: OrderedDict[Any, byoc.Support] = OrderedDict()
 _TRIALS_MAX = 4096
 

@@ -439,3 +439,64 @@ def test_a_linear_layer_with_few_rows_is_timed_with_cold_weights(
     (region,) = {cold for _, cold in sizes}
     assert region == tune.COLD_COPIES * max(w for w, _ in sizes) < tune.COLD_BYTES
     assert any(kind == "convolution" and not cold for kind, cold in flags), flags
+
+
+def test_isa_rank_reads_the_isa_an_implementation_name_ends_in() -> None:
+    ranks = [
+        tune.isa_rank(n)
+        for n in ("jit:sse41", "jit:avx", "jit_1x1:avx2", "brgconv:avx512_core")
+    ]
+    assert ranks == sorted(ranks) and len(set(ranks)) == 4
+    assert tune.isa_rank("jit:avx2_vnni") == tune.isa_rank("brgemm:avx2")
+    assert tune.isa_rank("x64:gemm:jit") is None and tune.isa_rank("jit:uni") is None
+
+
+@pytest.mark.parametrize(
+    ("secs", "want"),
+    [
+        # An AVX2 kernel a little faster alone: the AVX-512 one's best is kept.
+        (
+            {
+                "brgconv_1x1:avx512_core": 1.0,
+                "jit_1x1:avx2": 0.97,
+                "jit_1x1:avx512_core": 0.99,
+            },
+            "jit_1x1:avx512_core",
+        ),
+        ({"brgconv_1x1:avx512_core": 1.0, "jit_1x1:avx2": 0.85}, "jit_1x1:avx2"),
+        ({"brgemm:avx512_core": 1.0, "brgemm:avx2": 0.7}, "brgemm:avx2"),
+        ({"jit:avx2": 1.0, "jit:sse41": 0.95}, "jit:avx2"),
+        # Names without an ISA are never held back, nor hold others back.
+        ({"jit:avx512_core": 1.0, "x64:gemm:jit": 0.99}, "x64:gemm:jit"),
+        ({"jit:uni": 1.0, "x64:gemm:jit": 0.9}, "x64:gemm:jit"),
+        ({"jit_1x1:avx2": 1.0, "brgconv_1x1:avx2": 0.98}, "brgconv_1x1:avx2"),
+    ],
+)
+def test_an_older_isa_kernel_must_be_clearly_faster(
+    secs: dict[str, float], want: str
+) -> None:
+    assert tune.fastest(secs) == want
+
+
+@pytest.mark.parametrize(("factor", "avx2_kept"), [(0.98, False), (0.5, True)])
+def test_the_tuner_keeps_avx512_kernels_over_slightly_faster_avx2_ones(
+    monkeypatch: pytest.MonkeyPatch, factor: float, avx2_kept: bool
+) -> None:
+    names = list(tune.candidates(_channels_last_1x1()[0]))
+    if not any("avx2" in n for n in names) or not any("avx512" in n for n in names):
+        pytest.skip(f"needs AVX2 and AVX-512 kernels for one problem; have {names}")
+
+    def timer(runs: Mapping[str, Callable[[], None]]) -> dict[str, float]:
+        return {n: factor if "avx2" in n else 1.0 for n in runs}
+
+    monkeypatch.setattr(tune, "time_runs", timer)
+    monkeypatch.setattr(tune, "SETTLE_ROUNDS", 0)  # real timings in context: noise
+    mod = byoc.compile(
+        _bottlenecks(),
+        backends=["dnnl"],
+        quiet=True,
+        options={"dnnl": {**_NATIVE, "cache": False}},
+    )
+    mod.init()
+    picks = _choice(mod).impls.values()
+    assert any("avx2" in p for p in picks) is avx2_kept, picks
