@@ -396,3 +396,9 @@ def test_models_that_are_not_one_call_walk_the_plan(registry):
         assert list(out) == list(want)
         for name, value in want.items():
             np.testing.assert_array_equal(out[name], value)
+
+
+@pytest.mark.parametrize("options", [{"threads": 2}, [("fake", {})], {"fake": None}])
+def test_options_not_shaped_per_backend_raise_input_error(registry, mlp_model, options):
+    with pytest.raises(byoc.InputError, match="map each backend's name"):
+        byoc.compile(mlp_model, backends=["fake"], quiet=True, options=options)

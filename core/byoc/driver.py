@@ -119,7 +119,7 @@ class Module:
         self.artifact = artifact
         self.partition = partition
         self.source = source
-        self._options = {k: dict(v) for k, v in (options or {}).items()}
+        self._options = _backend_options(options)
         self._registry = registry
         self._records = {r.symbol: r for r in artifact.subgraphs}
         self._engines: dict[str, Backend] = {}
@@ -467,6 +467,24 @@ def _bind(t: TensorInfo, shape: tuple[int, ...], dims: dict[str, int]) -> None:
                     input=t.name,
                     dim=want,
                 )
+
+
+def _backend_options(
+    options: Mapping[str, Mapping[str, Any]] | None,
+) -> dict[str, dict[str, Any]]:
+    """A copy of ``options`` (backend name -> that backend's options), or an
+    InputError saying how it is shaped when it is not."""
+    if options is None:
+        return {}
+    bad = ([] if isinstance(options, Mapping) else [f"a {type(options).__name__}"]) or [
+        f"{k!r}: {v!r}" for k, v in options.items() if not isinstance(v, Mapping)
+    ]
+    if bad:
+        raise InputError(
+            "options map each backend's name to its own options, e.g. "
+            f"{{'dnnl': {{'threads': 2}}}}; got {', '.join(bad[:3])}"
+        )
+    return {k: dict(v) for k, v in options.items()}
 
 
 def _direct(
