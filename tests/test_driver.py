@@ -402,3 +402,64 @@ def test_models_that_are_not_one_call_walk_the_plan(registry):
 def test_options_not_shaped_per_backend_raise_input_error(registry, mlp_model, options):
     with pytest.raises(byoc.InputError, match="map each backend's name"):
         byoc.compile(mlp_model, backends=["fake"], quiet=True, options=options)
+
+
+class Filling(NumpyBackend):
+    """Writes into the outputs the driver allocates (run_into)."""
+
+    name = "filling"
+    fills_outputs = True
+    calls: list[str] = []
+
+    def run(self, inputs):
+        type(self).calls.append("run")
+        return super().run(inputs)
+
+    def run_into(self, inputs, outputs):
+        type(self).calls.append("run_into")
+        for out, value in zip(outputs, super().run(inputs), strict=True):
+            assert out.flags.c_contiguous and out.flags.writeable
+            out[...] = value
+
+
+class FillingOff(Filling):
+    name = "fillingoff"
+
+    def init(self, consts):
+        super().init(consts)
+        self.fills_outputs = False  # an engine may decline for itself
+
+
+class FillingBroken(Filling):
+    name = "fillingbroken"
+
+    def run_into(self, inputs, outputs):
+        raise KeyError("no such buffer")
+
+
+def test_run_into_fills_driver_allocated_outputs(empty_registry):
+    empty_registry.add_plugin(Plugin(Filling, FillingOff, FillingBroken), "filling")
+    x, w = np.array([-3, 1], np.float32), np.array([1, 1], np.float32)
+    model = _relu_add(["y", "z"])
+    for cls, called in ((Filling, "run_into"), (FillingOff, "run")):
+        Filling.calls = []
+        mod = byoc.compile(model, backends=[cls.name], quiet=True)
+        first = mod.run({"x": x, "w": w})
+        second = mod.run({"x": -x, "w": w})
+        assert Filling.calls == [called, called]
+        assert first["y"] is not second["y"]  # fresh arrays every run
+        np.testing.assert_array_equal(first["y"], np.maximum(x + w, 0))
+        np.testing.assert_array_equal(second["z"], w - x)
+        assert first["y"].dtype == np.float32 and first["y"].shape == (2,)
+    mod = byoc.compile(model, backends=["fillingbroken"], quiet=True)
+    with pytest.raises(byoc.BackendError, match="KeyError: 'no such buffer'"):
+        mod.run({"x": x, "w": w})
+
+
+def test_run_into_is_not_used_for_symbolic_outputs(empty_registry, mlp_model):
+    empty_registry.add_plugin(Plugin(Filling), "filling")
+    Filling.calls = []
+    mod = byoc.compile(mlp_model, backends=["filling"], quiet=True)
+    for rows in (1, 3):
+        assert mod.run({"x": np.ones((rows, 8), np.float32)})["y"].shape[0] == rows
+    assert Filling.calls == ["run", "run"]

@@ -181,23 +181,28 @@ class Program:
         """(label, oneDNN implementation, post-op kinds) of every step, in run order."""
         return [(s.label, s.impl, s.post_ops) for s in self.steps]
 
-    def run(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        """One inference; returns fresh arrays the caller owns.
+    def run(
+        self,
+        inputs: Mapping[str, np.ndarray],
+        outputs: Sequence[np.ndarray] | None = None,
+    ) -> Sequence[np.ndarray]:
+        """One inference; returns ``outputs`` filled, or fresh arrays the caller owns.
 
+        ``outputs``: C-contiguous float32 arrays of :attr:`out_shapes`.
         :meth:`_on_context` inlined: a run starts with the interpreter out of
         cache, where every Python call on the way costs microseconds.
         """
         self.lib.omp_set_num_threads(self.threads)
         if self._lock is not None:
             with self._lock:
-                return self._pool[0].run(inputs)
+                return self._pool[0].run(inputs, outputs)
         pool = self._pool
         try:
             ctx = pool.pop()
         except IndexError:
             ctx = _Context(self)
         try:
-            return ctx.run(inputs)
+            return ctx.run(inputs, outputs)
         finally:
             pool.append(ctx)
 
@@ -339,10 +344,14 @@ class _Context:
 
         return call
 
-    def run(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    def run(
+        self,
+        inputs: Mapping[str, np.ndarray],
+        outputs: Sequence[np.ndarray] | None = None,
+    ) -> Sequence[np.ndarray]:
         # The calls return their status unchecked (see Library.unchecked): a
         # non-zero one goes through check, which raises.
-        arrays, outs = self._bind(inputs)
+        arrays, outs = self._bind(inputs, outputs)
         if self._loop_call is not None and self._whole is not None:
             fn, args = self._whole  # one C call, no helper on the way
             status = fn(*args)
@@ -385,10 +394,12 @@ class _Context:
         return secs
 
     def _bind(
-        self, inputs: Mapping[str, np.ndarray]
-    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Point the I/O memory objects at ``inputs`` and fresh output arrays;
-        the returned arrays must stay alive until the run ends."""
+        self,
+        inputs: Mapping[str, np.ndarray],
+        outputs: Sequence[np.ndarray] | None = None,
+    ) -> tuple[list[np.ndarray], Sequence[np.ndarray]]:
+        """Point the I/O memory objects at ``inputs`` and ``outputs`` (default:
+        fresh arrays); the returned arrays must stay alive until the run ends."""
         arrays, ptrs = [], []
         for name in self.names:
             a = inputs[name]
@@ -406,9 +417,11 @@ class _Context:
             status = set_handle(mem, ptrs[i] + at)
             if status:
                 check(status, set_handle, ())
-        outs = []
-        for shape in self.out_shapes:
-            outs.append(np.empty(shape, _F32))
+        outs = outputs
+        if outs is None:
+            outs = []
+            for shape in self.out_shapes:
+                outs.append(np.empty(shape, _F32))
         for mem, k, at in self.out_bind:
             status = set_handle(mem, data_address(outs[k]) + at)
             if status:

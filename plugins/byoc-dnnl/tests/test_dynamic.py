@@ -85,6 +85,8 @@ def test_symbolic_batch_runs_on_dnnl_for_every_batch() -> None:
     shapes = _shapes(mod)
     assert shapes.builds == 3  # N=3 again reuses its engine
     assert [dict(k)["N"] for k, _ in shapes.built.values()] == [1, 2, 3]  # LRU order
+    # Outputs of symbolic shape: the engine allocates them (run, not run_into).
+    assert not mod.get_function(mod.symbols[0]).engine().fills_outputs
 
 
 def test_symbolic_batch_and_sequence() -> None:
