@@ -500,3 +500,18 @@ def test_the_tuner_keeps_avx512_kernels_over_slightly_faster_avx2_ones(
     mod.init()
     picks = _choice(mod).impls.values()
     assert any("avx2" in p for p in picks) is avx2_kept, picks
+
+
+@pytest.mark.parametrize(("share", "swapped"), [(0.93, {"b"}), (0.5, {"a", "b"})])
+def test_settle_asks_an_older_isa_runner_up_to_win_clearly(
+    share: float, swapped: set[str]
+) -> None:
+    avx512 = "jit_1x1:avx512_core"
+    runner = {"a": "jit_1x1:avx2", "b": "brgconv_1x1:avx512_core"}
+    tuner = tune.Tuner({"a": avx512, "b": avx512}, close=dict(runner))
+
+    def step_seconds(prog: dict[str, str]) -> list[tuple[str, float]]:
+        return [(k, share if impl == runner[k] else 1.0) for k, impl in prog.items()]
+
+    tune.settle(tuner, dict(tuner.decisions), dict, step_seconds, rounds=2)
+    assert {k for k, v in tuner.decisions.items() if v == runner[k]} == swapped
